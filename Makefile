@@ -1,0 +1,64 @@
+# bramble: `make run` provisions the default (lab) inventory, `make test` runs the whole suite.
+# Both install what they need on a Debian 12 machine as root: apt packages, then .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_RUN := python3 python3-venv python3-dev gcc make git
+APT_TEST := $(APT_RUN)
+export PATH := $(abspath $(BIN)):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+
+.PHONY: help run test venv venv-test lint unit molecule bench clean
+
+help:
+	@echo "make run    - ansible-playbook site.yml on the default inventory (inventory/lab)"
+	@echo "make test   - lint, unit and integration tests, molecule scenarios"
+	@echo "make bench  - benchmarks (written up in docs/benchmarks.md)"
+
+$(VENV)/.apt-run:
+	@missing=$$(for p in $(APT_RUN); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "bramble: installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(BIN)/python: $(VENV)/.apt-run
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade 'pip==25.3'
+
+$(VENV)/.run-deps: $(BIN)/python requirements/run.txt pyproject.toml
+	$(BIN)/pip install -q -r requirements/run.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+$(VENV)/.test-deps: $(VENV)/.run-deps requirements/test.txt
+	$(BIN)/pip install -q -r requirements/test.txt
+	@touch $@
+
+venv: $(VENV)/.run-deps
+venv-test: $(VENV)/.test-deps
+
+run: venv
+	$(BIN)/ansible-playbook site.yml
+
+test: venv-test
+	tests/run-all
+
+lint: venv-test
+	tests/run-all lint
+
+unit: venv-test
+	tests/run-all unit
+
+molecule: venv-test
+	tests/run-all molecule
+
+bench: venv-test
+	$(BIN)/python bench/inventory.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
