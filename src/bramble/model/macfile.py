@@ -15,6 +15,7 @@ from bramble.model.yamlio import load_yaml
 HEADER = """\
 # bramble MAC file: which Pi (MAC and serial) sits in which bank slot.
 # Written by mac_harvest; one line per Pi, sorted by bank and slot (docs/cluster-model.md).
+---
 """
 
 
