@@ -32,7 +32,7 @@ def _wrap(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise AnsibleFilterError(f"{name}: {exc}") from None
 
     call.__name__ = name
@@ -63,6 +63,8 @@ def serial(value: str) -> str:
 
 def dhcp_host(pi: Mapping[str, Any]) -> str:
     """A Pi from ``bramble_pis`` -> ``dhcp-host=b8:27:eb:..,pi-07-03,10.42.7.3``."""
+    if not isinstance(pi, Mapping):
+        raise TypeError(f"expected a Pi from bramble_pis (a mapping), got {pi!r}")
     if not pi.get("mac"):
         raise ValueError(f"{pi.get('name', pi)} has no harvested MAC; filter on state first")
     return str(_model_net().dhcp_host_line(pi["mac"], pi["name"], pi["ip"]))

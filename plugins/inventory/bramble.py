@@ -7,6 +7,7 @@ from typing import Any
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
+from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
 DOCUMENTATION = r"""
@@ -38,7 +39,7 @@ power: {budget: 4, groups: [{id: 1, controller: hub, outlet: all, banks: [1]}]}
 """
 
 try:
-    from bramble.model import ModelError, load_cluster
+    from bramble.model import ModelError, load_cluster_cached
 except ImportError as _exc:  # reported by parse(), with what to do
     _IMPORT_ERROR: ImportError | None = _exc
 else:
@@ -66,7 +67,7 @@ class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
                 f"Ansible ({_IMPORT_ERROR}); run `make venv` and use .venv/bin/ansible-playbook"
             )
         try:
-            cluster = load_cluster(path)
+            cluster = load_cluster_cached(path)
         except ModelError as exc:
             raise AnsibleParserError(str(exc)) from None
         for problem in cluster.problems:
@@ -78,13 +79,14 @@ class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
         model = cluster.model
         for group in ("head", "pis", "bridges", "vpn_gateways"):
             inv.add_group(group)
-        summary = cluster.summary()
-        pis = [pi.as_vars() for pi in cluster.pis]
+        # Fleet-sized data stays out of the inventory itself: a group variable is copied into
+        # every host by `ansible-inventory --list`, which would grow with hosts x Pis. These
+        # two are templates that fetch the data from the model (loaded once, cached) when used.
         all_vars: dict[str, Any] = {
-            "bramble_cluster": summary,
-            "bramble_model": model.model_dump(mode="json"),
+            "bramble_cluster": cluster.summary(),
             "bramble_model_errors": list(cluster.problems),
-            "bramble_pis": [{k.removeprefix("bramble_"): v for k, v in p.items()} for p in pis],
+            "bramble_pis": trust_as_template("{{ query('bramble', 'pis') }}"),
+            "bramble_model": trust_as_template("{{ lookup('bramble', 'model') }}"),
         }
         for key, value in all_vars.items():
             inv.set_variable("all", key, value)
@@ -104,14 +106,14 @@ class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
             inv.set_variable(sound.name, "ansible_host", sound.address)
             inv.set_variable(sound.name, "bramble_address", sound.address)
 
-        for pi, host_vars in zip(cluster.pis, pis, strict=True):
+        for pi in cluster.pis:
             inv.add_group(pi.bank_group)
             inv.add_host(pi.name, group=pi.bank_group)
             inv.add_child("pis", pi.name)
             if pi.power_group:
                 inv.add_group(pi.power_group)
                 inv.add_child(pi.power_group, pi.name)
-            for key, value in host_vars.items():
+            for key, value in pi.as_vars().items():
                 inv.set_variable(pi.name, key, value)
             if pi.ip:
                 inv.set_variable(pi.name, "ansible_host", pi.ip)

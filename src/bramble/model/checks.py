@@ -129,7 +129,7 @@ def _check_addresses(model: ClusterModel, model_file: Path, problems: list[str])
             problems.append(
                 f"{model_file}: {owner} address {ip} is inside the Pi range {pi_range} "
                 "(banks 1.. use whole bank_stride blocks); move it below "
-                f"{pi_first} or beyond {pi_range.last}"
+                f"{pi_first} or beyond {netaddr.IPAddress(pi_range.last)}"
             )
     head_ip = netaddr.IPAddress(model.head_address)
     if head_ip not in network or head_ip in (network.network, network.broadcast):
@@ -155,7 +155,9 @@ def _check_power(model: ClusterModel, model_file: Path, problems: list[str]) -> 
     for group in model.power.groups:
         label = f"power group {group.id} ({net.power_group_name(group.id)})"
         outlets.use(group.controller, group.outlet, label)
-        for bank in group.banks:
+        for bank in _duplicates(group.banks):
+            problems.append(f"{model_file}: {label} lists bank {bank} twice; list it once")
+        for bank in dict.fromkeys(group.banks):
             if bank > model.banks.count:
                 problems.append(
                     f"{model_file}: {label} lists bank {bank}, but the model has "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,17 @@ class Cluster:
     mac_entries: tuple[MacEntry, ...]
     pis: tuple[Pi, ...]
     problems: tuple[str, ...]
+    _pi_dicts: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    def pi_dicts(self) -> list[dict[str, Any]]:
+        """Every Pi as a dict of its variables without the ``bramble_`` prefix (bramble_pis)."""
+        if self._pi_dicts is None:
+            object.__setattr__(
+                self,
+                "_pi_dicts",
+                [{k.removeprefix("bramble_"): v for k, v in p.as_vars().items()} for p in self.pis],
+            )
+        return list(self._pi_dicts or [])
 
     def summary(self) -> dict[str, Any]:
         """Cluster-wide facts for templates (the ``bramble_cluster`` variable)."""
@@ -109,6 +120,40 @@ def load_cluster(path: str | Path) -> Cluster:
         pis=tuple(_derive_pis(model, harvested)),
         problems=tuple(problems),
     )
+
+
+_CACHE: dict[Path, tuple[tuple[object, ...], Cluster]] = {}
+
+
+def _stamp(*files: Path) -> tuple[object, ...]:
+    stamp: list[object] = []
+    for file in files:
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            stamp.append(None)
+        else:
+            stamp.append((info.st_mtime_ns, info.st_size, info.st_ino))
+    return tuple(stamp)
+
+
+def load_cluster_cached(path: str | Path) -> Cluster:
+    """load_cluster, remembered per process while neither file changes.
+
+    The inventory plugin loads the model in Ansible's main process; lookups in the forked
+    workers then find it here instead of parsing the files again.
+    """
+    model_file = Path(path)
+    if model_file.is_dir():
+        model_file = model_file / MODEL_FILE
+    model_file = model_file.resolve()
+    stamp = _stamp(model_file, model_file.with_name(MAC_FILE))
+    cached = _CACHE.get(model_file)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    cluster = load_cluster(model_file)
+    _CACHE[model_file] = (stamp, cluster)
+    return cluster
 
 
 def _derive_pis(model: ClusterModel, harvested: dict[tuple[int, int], MacEntry]) -> list[Pi]:

@@ -20,6 +20,20 @@ _HEX12 = re.compile(r"^[0-9a-f]{12}$")
 _SERIAL = re.compile(r"^[0-9a-f]{8}$")
 
 
+def _network(value: object) -> netaddr.IPNetwork:
+    try:
+        return netaddr.IPNetwork(str(value))
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise ValueError(f"{value!r} is not an IP network (e.g. 10.42.0.0/16)") from None
+
+
+def _address(value: object) -> netaddr.IPAddress:
+    try:
+        return netaddr.IPAddress(str(value))
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise ValueError(f"{value!r} is not an IP address (e.g. 10.42.7.3)") from None
+
+
 def normalize_mac(value: object) -> str:
     """Return a MAC as six lower-case colon-separated octets.
 
@@ -55,7 +69,7 @@ def normalize_serial(value: object) -> str:
     serial = value.strip().lower()
     if serial.startswith("0x"):
         serial = serial[2:]
-    if len(serial) == 16 and serial.startswith("00000000"):  # as /proc/cpuinfo prints it
+    if len(serial) == 16 and serial[:8] in ("00000000", "10000000"):  # /proc/cpuinfo form
         serial = serial[8:]
     if not _SERIAL.match(serial):
         raise ValueError(f"{value!r} is not a Pi serial (expected 8 hex digits, e.g. 4db34690)")
@@ -90,7 +104,7 @@ def slot_ip(network: str, bank: int, slot: int, bank_stride: int = 256) -> str:
         raise ValueError(f"bank {bank} slot {slot}: banks and slots count from 1")
     if slot >= bank_stride:
         raise ValueError(f"slot {slot} does not fit a bank stride of {bank_stride}")
-    net = netaddr.IPNetwork(network)
+    net = _network(network)
     address = netaddr.IPAddress(int(net.network) + bank * bank_stride + slot, net.version)
     if address not in net or address == net.broadcast:
         raise ValueError(
@@ -102,7 +116,7 @@ def slot_ip(network: str, bank: int, slot: int, bank_stride: int = 256) -> str:
 
 def bank_block(network: str, bank: int, bank_stride: int = 256) -> tuple[str, str]:
     """First and last address of the block reserved for one bank."""
-    net = netaddr.IPNetwork(network)
+    net = _network(network)
     first = int(net.network) + bank * bank_stride
     return (
         str(netaddr.IPAddress(first, net.version)),
@@ -132,7 +146,7 @@ def pi_name(bank: int, slot: int, bank_count: int, bank_size: int) -> str:
 
 def dhcp_host_line(mac: str, name: str, ip: str) -> str:
     """A dnsmasq reservation: ``dhcp-host=b8:27:eb:12:34:56,pi-07-03,10.42.7.3``."""
-    address = netaddr.IPAddress(ip)
+    address = _address(ip)
     if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name):
         raise ValueError(f"{name!r} is not a valid host name for a DHCP reservation")
     return f"dhcp-host={normalize_mac(mac)},{name},{address}"

@@ -61,8 +61,8 @@ def _cidr(value: str) -> str:
     return str(net.cidr)
 
 
-def _vault_ref(value: str) -> str:
-    if not re.fullmatch(r"vault_[a-z0-9_]+", value):
+def _vault_ref(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"vault_[a-z0-9_]+", value):
         raise ValueError(
             "must name an Ansible Vault variable such as vault_pdu01_password; the secret "
             "itself never goes in cluster.yml"
@@ -96,7 +96,7 @@ Domain = Annotated[str, AfterValidator(_domain)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 Host = Annotated[str, AfterValidator(_host)]
 CIDR = Annotated[str, AfterValidator(_cidr)]
-VaultRef = Annotated[str, AfterValidator(_vault_ref)]
+VaultRef = Annotated[str, PlainValidator(_vault_ref)]
 IfName = Annotated[str, AfterValidator(_ifname)]
 Mac = Annotated[str, AfterValidator(_mac)]
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -51,8 +51,9 @@ def load_yaml(path: Path) -> Any:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader subclass
     except _DuplicateKeyError as exc:
+        where = ".".join(str(p) for p in path_of_key(path, exc.key, exc.line)) or str(exc.key)
         raise ModelError(
-            f"{path}:{exc.line}: key {exc.key!r} is given twice in one mapping; keep one"
+            f"{path}:{exc.line}: {where}: key {exc.key!r} is given twice in one mapping; keep one"
         ) from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
@@ -61,26 +62,54 @@ def load_yaml(path: Path) -> Any:
         raise ModelError(f"{path}: not valid YAML: {exc}") from None
 
 
-def line_of(path: Path, loc: Sequence[str | int]) -> int | None:
-    """The line (1-based) of the deepest node on ``loc`` in the file, for error messages."""
+def _compose(path: Path) -> yaml.Node | None:
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        return yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
+
+
+def line_of(path: Path, loc: Sequence[str | int]) -> int | None:
+    """The line (1-based) of ``loc`` in the file: of its key when it ends in a key."""
+    node = _compose(path)
     line = None
     for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            node = next(
-                (value for key, value in node.value if getattr(key, "value", None) == str(part)),
-                None,
+            pair = next(
+                ((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), None
             )
-            if node is None:
-                return line
+            if pair is None:
+                return node.start_mark.line + 1
+            line = pair[0].start_mark.line + 1
+            node = pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            node = node.value[part] if 0 <= part < len(node.value) else None
+            if not 0 <= part < len(node.value):
+                return node.start_mark.line + 1
+            node = node.value[part]
+            line = node.start_mark.line + 1
         else:
             break
-    return node.start_mark.line + 1 if node is not None else line
+    return line
+
+
+def path_of_key(path: Path, key: object, line: int) -> list[str | int]:
+    """The path of the mapping key ``key`` written on ``line`` (1-based), or []."""
+
+    def walk(node: yaml.Node, trail: list[str | int]) -> list[str | int] | None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                name = getattr(key_node, "value", None)
+                if key_node.start_mark.line + 1 == line and name == str(key):
+                    return [*trail, str(name)]
+                found = walk(value, [*trail, str(name)])
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                found = walk(item, [*trail, index])
+                if found:
+                    return found
+        return None
+
+    root = _compose(path)
+    return (walk(root, []) or []) if root is not None else []
