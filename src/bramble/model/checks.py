@@ -175,7 +175,13 @@ def _check_power(model: ClusterModel, model_file: Path, problems: list[str]) -> 
         if switch.power is not None:
             outlets.use(switch.power.controller, switch.power.outlet, f"switch {switch.name}")
     outlets.report_shared()
-    for bank in range(1, model.banks.count + 1):
+    _check_bank_owners(model.banks.count, owner, model_file, problems)
+
+
+def _check_bank_owners(
+    count: int, owner: dict[int, list[int]], model_file: Path, problems: list[str]
+) -> None:
+    for bank in range(1, count + 1):
         groups = owner.get(bank, [])
         if not groups:
             problems.append(
