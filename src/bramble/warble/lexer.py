@@ -35,13 +35,14 @@ class Token:
         return f"'{self.text}'"
 
 
-# Straight and typographic quotes: posts often turn " into “ ” (and ' into ‘ ’). An opening
-# quote of one family is closed by any closing quote of the same family, since editors are
-# not consistent about which curly quote they put where.
-DOUBLE_OPEN = frozenset('"“”„')  # noqa: RUF001 - typographic quotes are the point
-DOUBLE_CLOSE = frozenset('"“”')  # noqa: RUF001
-SINGLE_OPEN = frozenset("'‘’‚")  # noqa: RUF001
-SINGLE_CLOSE = frozenset("'‘’")  # noqa: RUF001
+# Straight and typographic quotes: posts often turn a straight double quote into curly ones
+# (U+201C, U+201D), and the single quote into U+2018, U+2019. An opening quote of one family
+# is closed by any closing quote of the same family, since editors are not consistent about
+# which curly quote they put where. U+201E and U+201A are low (German-style) opening quotes.
+DOUBLE_OPEN = frozenset('"\u201c\u201d\u201e')
+DOUBLE_CLOSE = frozenset('"\u201c\u201d')
+SINGLE_OPEN = frozenset("'\u2018\u2019\u201a")
+SINGLE_CLOSE = frozenset("'\u2018\u2019")
 QUOTE_CLOSERS: dict[str, frozenset[str]] = {
     **dict.fromkeys(DOUBLE_OPEN, DOUBLE_CLOSE),
     **dict.fromkeys(SINGLE_OPEN, SINGLE_CLOSE),
@@ -84,6 +85,10 @@ OPERATORS = (
     "³",
 )
 
+_OPERATORS_BY_FIRST: dict[str, tuple[str, ...]] = {}
+for _op in OPERATORS:
+    _OPERATORS_BY_FIRST[_op[0]] = (*_OPERATORS_BY_FIRST.get(_op[0], ()), _op)
+
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _DIGITS = frozenset("0123456789")
 _NAME_CHARS = _ASCII_LETTERS | _DIGITS
@@ -106,80 +111,91 @@ def tokenize(text: str) -> list[Token]:
     Raises WarbleSyntaxError (with the position) on a character that starts no token or on a
     string that is not closed before the end of its line.
     """
-    tokens: list[Token] = []
-    i = 0
-    n = len(text)
-    line = 1
-    line_start = 0
-    while i < n:
-        ch = text[i]
-        column = i - line_start + 1
-        if ch == "\n":
-            i += 1
-            line += 1
-            line_start = i
-            continue
-        if is_space(ch):
-            i += 1
-            continue
-        if ch == "/" and text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
-            start = i
-            while i < n and text[i] in _DIGITS:
-                i += 1
-            if i < n and text[i] == ".":
-                i += 1
-                while i < n and text[i] in _DIGITS:
-                    i += 1
-            tokens.append(Token(Kind.NUMBER, text[start:i], line, column))
-            continue
+    return _Lexer(text).tokens()
+
+
+class _Lexer:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.i = 0
+        self.line = 1
+        self.line_start = 0
+
+    def tokens(self) -> list[Token]:
+        text = self.text
+        n = len(text)
+        tokens: list[Token] = []
+        while self.i < n:
+            ch = text[self.i]
+            if ch == "\n":
+                self.i += 1
+                self.line += 1
+                self.line_start = self.i
+            elif is_space(ch):
+                self.i += 1
+            elif ch == "/" and text.startswith("//", self.i):
+                end = text.find("\n", self.i)
+                self.i = n if end < 0 else end
+            else:
+                tokens.append(self.token(ch))
+        tokens.append(Token(Kind.EOF, "", self.line, n - self.line_start + 1))
+        return tokens
+
+    def token(self, ch: str) -> Token:
+        text = self.text
+        i = self.i
+        column = i - self.line_start + 1
+        if ch in _DIGITS or (ch == "." and text[i + 1 : i + 2] in _DIGITS):
+            return self.number(column)
         if ch in _ASCII_LETTERS:
-            start = i
-            while i < n and text[i] in _NAME_CHARS:
-                i += 1
-            tokens.append(Token(Kind.NAME, text[start:i], line, column))
-            continue
-        closers = QUOTE_CLOSERS.get(ch)
-        if closers is not None:
-            start = i + 1
-            i = start
-            while i < n and text[i] not in closers and text[i] != "\n":
-                i += 1
-            if i >= n or text[i] == "\n":
-                raise WarbleSyntaxError(
-                    f"string not closed: the {ch} that opens it has no closing quote "
-                    "on the same line",
-                    line,
-                    column,
-                )
-            tokens.append(Token(Kind.STRING, text[start:i], line, column))
-            i += 1
-            continue
+            end = i + 1
+            while end < len(text) and text[end] in _NAME_CHARS:
+                end += 1
+            return self.emit(Kind.NAME, text[i:end], end, column)
+        if ch in QUOTE_CLOSERS:
+            return self.string(ch, column)
         if ch == "#":
-            if text[i + 1 : i + 3].lower() == "pi" and not (
-                i + 3 < n and text[i + 3] in _NAME_CHARS
-            ):
-                tokens.append(Token(Kind.HASHPI, text[i : i + 3], line, column))
-                i += 3
-                continue
-            raise WarbleSyntaxError("unexpected '#' (only #pi{ ... } may wrap a Warble)", line, column)
+            after = text[i + 3 : i + 4]
+            if text[i + 1 : i + 3].lower() == "pi" and not (after and after in _NAME_CHARS):
+                return self.emit(Kind.HASHPI, text[i : i + 3], i + 3, column)
+            raise WarbleSyntaxError(
+                "unexpected '#' (only #pi{ ... } may wrap a Warble)", self.line, column
+            )
         translated = TRANSLATED.get(ch)
         if translated is not None:
-            tokens.append(Token(Kind.OP, translated, line, column))
-            i += 1
-            continue
-        for op in OPERATORS:
+            return self.emit(Kind.OP, translated, i + 1, column)
+        for op in _OPERATORS_BY_FIRST.get(ch, ()):
             if text.startswith(op, i):
-                tokens.append(Token(Kind.OP, op, line, column))
-                i += len(op)
-                break
-        else:
-            hint = ""
-            if ch == ".":
-                hint = " (Warble has no attributes; numbers are written 1.5)"
-            raise WarbleSyntaxError(f"unexpected character {show_char(ch)}{hint}", line, column)
-    tokens.append(Token(Kind.EOF, "", line, n - line_start + 1))
-    return tokens
+                return self.emit(Kind.OP, op, i + len(op), column)
+        hint = " (Warble has no attributes; numbers are written 1.5)" if ch == "." else ""
+        raise WarbleSyntaxError(f"unexpected character {show_char(ch)}{hint}", self.line, column)
+
+    def emit(self, kind: Kind, value: str, end: int, column: int) -> Token:
+        self.i = end
+        return Token(kind, value, self.line, column)
+
+    def number(self, column: int) -> Token:
+        text = self.text
+        start = end = self.i
+        while end < len(text) and text[end] in _DIGITS:
+            end += 1
+        if end < len(text) and text[end] == ".":
+            end += 1
+            while end < len(text) and text[end] in _DIGITS:
+                end += 1
+        return self.emit(Kind.NUMBER, text[start:end], end, column)
+
+    def string(self, quote: str, column: int) -> Token:
+        text = self.text
+        closers = QUOTE_CLOSERS[quote]
+        start = end = self.i + 1
+        while end < len(text) and text[end] not in closers and text[end] != "\n":
+            end += 1
+        if end >= len(text) or text[end] == "\n":
+            raise WarbleSyntaxError(
+                f"string not closed: the {quote} that opens it has no closing quote "
+                "on the same line",
+                self.line,
+                column,
+            )
+        return self.emit(Kind.STRING, text[start:end], end + 1, column)

@@ -50,7 +50,9 @@ class Limits:
     memory_bytes: int = 512 * 1024 * 1024
     """Address space of the isolated child process (RLIMIT_AS)."""
     kill_grace: float = 2.0
-    """Seconds past wall_time (start-up included) before the isolated child is killed."""
+    """Seconds past wall_time before the isolated child is killed."""
+    start_timeout: float = 15.0
+    """Seconds the isolated child may take to start (Python and mpmath on a slow Pi)."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
