@@ -7,11 +7,15 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_RUN := python3 python3-venv python3-dev gcc make git
-APT_TEST := $(APT_RUN)
+# Tests also run real daemons and a systemd container (see ../shared/TESTLAB.md): podman with
+# runc, debootstrap for the base image (tests/images/build), dnsmasq's binary (dnsmasq-base: no
+# service on this machine), DHCP and TFTP clients, NFS-Ganesha with rpcbind and NFS clients.
+APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp iproute2 \
+  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help run test venv venv-test lint unit molecule bench clean
+.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm clean
 
 help:
 	@echo "make run    - ansible-playbook site.yml on the default inventory (inventory/lab)"
@@ -35,7 +39,15 @@ $(VENV)/.run-deps: $(BIN)/python requirements/run.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
-$(VENV)/.test-deps: $(VENV)/.run-deps requirements/test.txt
+$(VENV)/.apt-test: $(VENV)/.apt-run Makefile
+	@missing=$$(for p in $(APT_TEST); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "bramble: installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(VENV)/.test-deps: $(VENV)/.run-deps $(VENV)/.apt-test requirements/test.txt
 	$(BIN)/pip install -q -r requirements/test.txt
 	@touch $@
 
@@ -45,7 +57,7 @@ venv-test: $(VENV)/.test-deps
 run: venv
 	$(BIN)/ansible-playbook site.yml
 
-test: venv-test
+test: venv-test images
 	tests/run-all
 
 lint: venv-test
@@ -54,11 +66,20 @@ lint: venv-test
 unit: venv-test
 	tests/run-all unit
 
-molecule: venv-test
+molecule: venv-test images
 	tests/run-all molecule
+
+# The systemd Debian image of the molecule scenarios, built once and reused (tests/images/build).
+images: $(VENV)/.apt-test
+	tests/images/build
 
 bench: venv-test
 	$(BIN)/python bench/inventory.py
+	$(BIN)/python bench/warble.py
+
+# About 30 minutes: banks of simulated Pi ROMs against dnsmasq (root, network namespaces).
+bench-bootstorm: venv-test
+	$(BIN)/python bench/bootstorm.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

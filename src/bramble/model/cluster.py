@@ -146,7 +146,7 @@ def load_cluster_cached(path: str | Path) -> Cluster:
     model_file = Path(path)
     if model_file.is_dir():
         model_file = model_file / MODEL_FILE
-    model_file = model_file.resolve()
+    model_file = model_file.absolute()
     stamp = _stamp(model_file, model_file.with_name(MAC_FILE))
     cached = _CACHE.get(model_file)
     if cached is not None and cached[0] == stamp:
