@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -79,3 +80,16 @@ def run_tool(*argv: str | Path, timeout: int = ANSIBLE_TIMEOUT) -> subprocess.Co
         timeout=timeout,
         check=False,
     )
+
+
+def fleet_model(base: dict[str, Any], banks: int, size: int) -> dict[str, Any]:
+    """A copy of ``base`` with ``banks`` banks of ``size`` Pis, one power group (outlet) each."""
+    model = copy.deepcopy(base)
+    model["banks"].update(count=banks, size=size)
+    model["controllers"][0]["outlets"] = banks
+    model["power"]["budget"] = banks * size
+    model["power"]["groups"] = [
+        {"id": bank, "controller": "pdu1", "outlet": bank, "banks": [bank]}
+        for bank in range(1, banks + 1)
+    ]
+    return model

@@ -8,7 +8,6 @@ The TFTP tree module's planning is also tested directly (fast, no Ansible).
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -24,7 +23,7 @@ import pytest
 import yaml
 
 from bramble.model import load_cluster
-from cluster_helpers import ROOT, mac_of, serial_of
+from cluster_helpers import ROOT, fleet_model, mac_of, serial_of
 
 PLAYBOOK = """\
 ---
@@ -147,18 +146,6 @@ def _macs(*slots: tuple[int, int], serials: bool = True) -> list[dict[str, Any]]
     return entries
 
 
-def _model(base_model: dict[str, Any], banks: int, size: int) -> dict[str, Any]:
-    model = copy.deepcopy(base_model)
-    model["banks"].update(count=banks, size=size)
-    model["controllers"][0]["outlets"] = banks
-    model["power"]["budget"] = banks * size
-    model["power"]["groups"] = [
-        {"id": bank, "controller": "pdu1", "outlet": bank, "banks": [bank]}
-        for bank in range(1, banks + 1)
-    ]
-    return model
-
-
 def _ok(result: Any) -> Any:
     assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -255,7 +242,7 @@ def test_tftp_max_and_sysctls_follow_the_power_budget(
     render, model_dir, base_model, shape, expected
 ):
     tftp_max, nofile, gc_thresh = expected
-    _ok(render(model_dir(_model(base_model, *shape))))
+    _ok(render(model_dir(fleet_model(base_model, *shape))))
     assert render.lines("tftp-max=") == [f"tftp-max={tftp_max}"]
     derived = render.derived
     assert derived["max_transfers"] == tftp_max

@@ -6,7 +6,6 @@ configuration a server would read; tests/integration/test_nfs_root.py serves it 
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cluster_helpers import BIN, INVENTORIES, ROOT, ansible_env
+from cluster_helpers import BIN, INVENTORIES, ROOT, ansible_env, fleet_model
 
 pytestmark = pytest.mark.slow
 
@@ -120,18 +119,6 @@ def _param(block: str, name: str) -> str:
     return match.group(1)
 
 
-def _model(base_model: dict[str, Any], banks: int, size: int) -> dict[str, Any]:
-    model = copy.deepcopy(base_model)
-    model["banks"].update(count=banks, size=size)
-    model["controllers"][0]["outlets"] = banks
-    model["power"]["budget"] = banks * size
-    model["power"]["groups"] = [
-        {"id": bank, "controller": "pdu1", "outlet": bank, "banks": [bank]}
-        for bank in range(1, banks + 1)
-    ]
-    return model
-
-
 @pytest.mark.parametrize(
     ("shape", "expected"),
     [
@@ -142,7 +129,7 @@ def _model(base_model: dict[str, Any], banks: int, size: int) -> dict[str, Any]:
 def test_ganesha_config_follows_the_model(render, model_dir, base_model, shape, expected):
     banks, size = shape
     threads, connections = expected["threads"], expected["connections"]
-    result = render(model_dir(_model(base_model, banks, size)))
+    result = render(model_dir(fleet_model(base_model, banks, size)))
     assert result.returncode == 0, result.stdout + result.stderr
     config = render.ganesha
     core = _block(config, "NFS_CORE_PARAM")
@@ -187,7 +174,7 @@ def test_writable_share_only_when_configured(render, model_dir):
 
 def test_kernel_server_config(render, model_dir, base_model):
     shared = render.tmp / "shared"
-    inventory = model_dir(_model(base_model, 4, 25))
+    inventory = model_dir(fleet_model(base_model, 4, 25))
     result = render(
         inventory,
         nfs_root_server="kernel",
