@@ -9,9 +9,11 @@ BIN := $(VENV)/bin
 APT_RUN := python3 python3-venv python3-dev gcc make git
 # Tests also run real daemons and a systemd container (see ../shared/TESTLAB.md): podman with
 # runc, debootstrap for the base image (tests/images/build), dnsmasq's binary (dnsmasq-base: no
-# service on this machine), DHCP and TFTP clients, NFS-Ganesha with rpcbind and NFS clients.
+# service on this machine), DHCP and TFTP clients, NFS-Ganesha with rpcbind and NFS clients,
+# mmdebstrap and qemu-user for the arm64 Pi image (built once into /var/cache/bramble/pi-image).
 APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp iproute2 \
-  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils
+  nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils \
+  mmdebstrap qemu-user-static binfmt-support arch-test zstd binutils
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
