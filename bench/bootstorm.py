@@ -36,7 +36,7 @@ from typing import Any
 from bramble.labnet import LabNet, Node
 from bramble.sim import bootserver
 from bramble.sim.bootserver import Dnsmasq, ModelPi, Reservation
-from bramble.sim.pirom import BootOutcome
+from bramble.sim.pirom import BootOutcome, cli_argv
 
 REPO = Path(__file__).resolve().parent.parent
 BANK_SIZE = 42
@@ -65,21 +65,14 @@ def storm(
     """Start one simulator per Pi, wait until all are ready, power them on together."""
     processes = []
     for node, pi in zip(nodes, reservations, strict=True):
-        argv = [
-            sys.executable,
-            "-m",
-            "bramble.sim.pirom",
-            "--interface",
+        argv = cli_argv(
             node.interface,
-            "--mac",
             pi.mac,
-            "--serial",
             pi.serial,
             "--offer-quirk-window",
             str(quirk_window),
-            "--json",
             "--wait-for-power",
-        ]
+        )
         processes.append(
             lab.popen(
                 node.netns,

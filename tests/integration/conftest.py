@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from bramble.labnet import LabNet, Node
 from bramble.sim import bootserver
 from bramble.sim.bootserver import Dnsmasq, ModelPi, Reservation
+from bramble.sim.pirom import cli_argv
 
 REPO = Path(__file__).resolve().parents[2]
 NETWORK, NETMASK, HEAD_IP = "10.42.0.0", "255.255.0.0", "10.42.0.1"
@@ -104,19 +104,7 @@ class Lab:
     def pirom(self, mac: str, serial: str, *args: str, timeout: float = 120) -> tuple[int, str]:
         """Run the simulator CLI in the Pi's namespace; (exit code, JSON outcome)."""
         node = self.pis[mac]
-        argv = [
-            sys.executable,
-            "-m",
-            "bramble.sim.pirom",
-            "--interface",
-            node.interface,
-            "--mac",
-            mac,
-            "--serial",
-            serial,
-            "--json",
-            *args,
-        ]
+        argv = cli_argv(node.interface, mac, serial, *args)
         result = self.net.run(node.netns, argv, timeout=timeout)
         return result.returncode, result.stdout.strip().splitlines()[-1] if result.stdout else ""
 

@@ -812,6 +812,23 @@ def boot(config: RomConfig) -> BootOutcome:
     return PiRom(config).boot()
 
 
+def cli_argv(interface: str, mac: str, serial: str, *extra: str) -> list[str]:
+    """The command line that runs this simulator as a child (in a Pi's namespace), JSON out."""
+    return [
+        sys.executable,
+        "-m",
+        "bramble.sim.pirom",
+        "--interface",
+        interface,
+        "--mac",
+        mac,
+        "--serial",
+        serial,
+        "--json",
+        *extra,
+    ]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bramble.sim.pirom",
