@@ -13,7 +13,9 @@ APT_RUN := python3 python3-venv python3-dev gcc make git
 # mmdebstrap and qemu-user for the arm64 Pi image (built once into /var/cache/bramble/pi-image).
 APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp iproute2 \
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils \
-  mmdebstrap qemu-user-static binfmt-support arch-test zstd binutils
+  mmdebstrap qemu-user-static binfmt-support arch-test zstd binutils \
+  qemu-system-arm openssh-client postgresql \
+  gcc-avr avr-libc arduino-core-avr mpg123 sox lame
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 

@@ -12,14 +12,11 @@ Needs root and the Debian packages nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-ut
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +24,8 @@ import netaddr
 import pytest
 
 from bramble.model import load_cluster
-from cluster_helpers import INVENTORIES, run_tool
+from cluster_helpers import INVENTORIES
+from integration.nfs_server import ganesha, render_ganesha
 
 pytestmark = pytest.mark.integration
 
@@ -46,19 +44,6 @@ MODEL = INVENTORIES / "lab"
 #: The outsider's link: TEST-NET-2, never the cluster network of the lab.
 OUTSIDE_SERVER, OUTSIDE_CLIENT = "198.51.100.1", "198.51.100.2"
 CLIENT_TIMEOUT = 30
-START_TIMEOUT = 20.0
-
-PLAYBOOK = """\
----
-- name: Render nfs_root for the integration test
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  roles:
-    - role: nfs_root
-"""
 
 
 @dataclass
@@ -91,6 +76,12 @@ def _ip(*argv: str) -> None:
     subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=10)
 
 
+def _delete(namespaces: list[str]) -> None:
+    for namespace in namespaces:
+        with contextlib.suppress(Exception):
+            _ip("netns", "del", namespace)
+
+
 def _fake_root(root: Path) -> bytes:
     """A small Pi root: a few files, one only root may read, one binary."""
     (root / "etc").mkdir(parents=True)
@@ -103,44 +94,6 @@ def _fake_root(root: Path) -> bytes:
     blob = secrets.token_bytes(300_000)
     (root / "bin" / "blob").write_bytes(blob)
     return blob
-
-
-def _render(tmp: Path, root: Path, shared: Path) -> Path:
-    playbook = tmp / "render.yml"
-    playbook.write_text(PLAYBOOK, encoding="utf-8")
-    variables = {
-        "nfs_root_manage_service": False,
-        "nfs_root_server": "ganesha",
-        "nfs_root_config_dir": str(tmp / "etc"),
-        "nfs_root_export_path": str(root),
-        "nfs_root_shared_path": str(shared),
-    }
-    result = run_tool(
-        "ansible-playbook", "-i", MODEL, playbook, "-e", json.dumps(variables), timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return tmp / "etc" / "ganesha" / "ganesha.conf"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _wait_for(
-    what: str, ready: Callable[[], bool], deadline: float, log: Path | None = None
-) -> None:
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.1)
-    details = log.read_text(encoding="utf-8", errors="replace")[-3000:] if log else ""
-    pytest.fail(f"{what} did not come up within {START_TIMEOUT:.0f} s\n{details}")
 
 
 @pytest.fixture(scope="module")
@@ -160,14 +113,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("nfs_root")
     root, shared = tmp / "root", tmp / "shared"
     blob = _fake_root(root)
-    config = _render(tmp, root, shared)
+    config = render_ganesha(tmp, MODEL, root, nfs_root_shared_path=str(shared))
     log = tmp / "ganesha.log"
 
     prefix = f"brt-{secrets.token_hex(3)}-nfs"
     server_ns, client_ns, outside_ns = f"{prefix}-srv", f"{prefix}-pi", f"{prefix}-out"
     namespaces: list[str] = []
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(_delete, namespaces)
         for namespace in (server_ns, client_ns, outside_ns):
             _ip("netns", "add", namespace)
             namespaces.append(namespace)
@@ -208,76 +161,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             _ip("-n", namespace, "link", "set", link, "up")
         _ip("-n", outside_ns, "link", "set", "eth0", "up")
 
-        # rpcbind first, in its own mount namespace with a private /run and /var/lib/nfs.
-        private = (
-            "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/nfs"
-            " && mkdir -p /run/rpcbind /run/ganesha && exec rpcbind -f"
-        )
-        rpcbind = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                server_ns,
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                private,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(rpcbind)
-        socket = Path(f"/proc/{rpcbind.pid}/root/run/rpcbind.sock")
-        deadline = time.monotonic() + START_TIMEOUT
-        _wait_for("rpcbind", lambda: rpcbind.poll() is None and socket.exists(), deadline)
-
-        # NFS-Ganesha joins rpcbind's network and mount namespaces (nsenter execs: same PID).
-        with log.open("wb") as output:
-            ganesha = subprocess.Popen(
-                [
-                    "nsenter",
-                    f"--target={rpcbind.pid}",
-                    "--mount",
-                    "--net",
-                    "ganesha.nfsd",
-                    "-F",
-                    "-L",
-                    str(log),
-                    "-p",
-                    "/run/ganesha/ganesha.pid",
-                    "-f",
-                    str(config),
-                ],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        processes.append(ganesha)
-
-        def registered() -> bool:
-            assert ganesha.poll() is None, log.read_text(encoding="utf-8", errors="replace")
-            probe = subprocess.run(
-                ["ip", "netns", "exec", server_ns, "rpcinfo", "-p", head],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-            services = {line.split()[0] for line in probe.stdout.splitlines()[1:] if line}
-            return {"100003", "100005"} <= services
-
-        _wait_for("NFS-Ganesha", registered, time.monotonic() + START_TIMEOUT, log)
+        stack.enter_context(ganesha(server_ns, config, log, head))
         yield Server(client_ns, outside_ns, server_ns, head, root, shared, blob, log)
-    finally:
-        for process in reversed(processes):
-            with contextlib.suppress(Exception):
-                _stop(process)
-        for namespace in namespaces:
-            with contextlib.suppress(Exception):
-                _ip("netns", "del", namespace)
 
 
 VERSIONS = [pytest.param(3, id="nfsv3"), pytest.param(4, id="nfsv4")]

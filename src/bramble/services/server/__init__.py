@@ -1,0 +1,1 @@
+"""bramble-server: beacon, node registry, health checks, telemetry, job dispatch, REST API."""
