@@ -15,7 +15,8 @@ APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp i
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils \
   mmdebstrap qemu-user-static binfmt-support arch-test zstd binutils \
   qemu-system-arm openssh-client postgresql \
-  gcc-avr avr-libc arduino-core-avr mpg123 sox lame
+  gcc-avr avr-libc arduino-core-avr mpg123 sox lame \
+  strongswan-swanctl charon-systemd libstrongswan-standard-plugins libcharon-extra-plugins nftables
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +95,19 @@ def fleet_model(base: dict[str, Any], banks: int, size: int) -> dict[str, Any]:
         for bank in range(1, banks + 1)
     ]
     return model
+
+
+def load_module_utils(name: str) -> ModuleType:
+    """A file of plugins/module_utils, imported under the name Ansible gives it (once)."""
+    full = f"ansible.module_utils.{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    spec = importlib.util.spec_from_file_location(
+        full, ROOT / "plugins" / "module_utils" / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
 
 from bramble.model.schema import MacEntry
@@ -19,23 +15,7 @@ from bramble.sim.dhcp import (
     ip_bytes,
     mac_bytes,
 )
-from cluster_helpers import ROOT, mac_of, serial_of
-
-
-def load_module_utils(name: str) -> ModuleType:
-    """A file of plugins/module_utils, imported as a plain module (as Ansible ships it)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "plugins/module_utils" / f"{name}.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from cluster_helpers import load_module_utils, mac_of, serial_of
 
 harvest = load_module_utils("bramble_harvest")
 fdb = load_module_utils("bramble_snmp_fdb")
