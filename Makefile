@@ -16,7 +16,8 @@ APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp i
   mmdebstrap qemu-user-static binfmt-support arch-test zstd binutils \
   qemu-system-arm openssh-client postgresql \
   gcc-avr avr-libc arduino-core-avr mpg123 sox lame \
-  strongswan-swanctl charon-systemd libstrongswan-standard-plugins libcharon-extra-plugins nftables
+  strongswan-swanctl charon-systemd libstrongswan-standard-plugins libcharon-extra-plugins nftables \
+  chromium chromium-driver
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
@@ -60,7 +61,7 @@ venv: $(VENV)/.run-deps
 venv-test: $(VENV)/.test-deps
 
 run: venv
-	$(BIN)/ansible-playbook site.yml
+	ANSIBLE_STDOUT_CALLBACK=bramble_progress $(BIN)/ansible-playbook site.yml
 
 test: venv-test images
 	tests/run-all

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from bramble import __version__
-from bramble.services.server import metrics
+from bramble.services.server import dashboard, metrics, warble_api
 from bramble.services.server.core import ClusterServer
 from bramble.services.server.dispatch import NodeState
 from bramble.services.server.model import MAC_PATTERN
@@ -226,6 +226,8 @@ ROUTES: list[tuple[Route, Handler]] = [
     (Route("GET", f"{V1}/openapi.json", "public", "This document"), openapi_doc),
     (Route("GET", "/healthz", "public", "Liveness of the server"), healthz),
     (Route("GET", "/metrics", "metrics", "Prometheus metrics"), prometheus),
+    *warble_api.ROUTES,
+    *dashboard.routes(_server),
 ]
 
 
@@ -242,6 +244,7 @@ def _same(given: str, expected: str) -> bool:
 def authorise(server: ClusterServer, role: str, token: str | None) -> int | None:
     """None when allowed, else the HTTP status (401 no or bad token, 403 wrong role)."""
     api = server.config.api
+    role = warble_api.role_for(server, role, token)
     if role == "public" or (role == "read" and api.public_read):
         return None
     if role == "metrics" and api.public_metrics:
@@ -295,4 +298,5 @@ def make_app(server: ClusterServer) -> web.Application:
     app[SERVER_KEY] = server
     for route, handler in ROUTES:
         app.router.add_route(route.method, route.path, _tagged(route, handler))
+    dashboard.install(app, server)
     return app

@@ -23,6 +23,7 @@ from bramble.services.server.model import ModelNode
 from bramble.services.server.records import Event, JobRecord, NodeRecord, Sample
 from bramble.services.server.store import Store
 from bramble.services.server.telemetry import BatchWriter
+from bramble.services.server.warble import WarbleService
 
 log = logging.getLogger("bramble.server")
 T = TypeVar("T")
@@ -75,6 +76,7 @@ class ClusterServer:
         self._jobs: asyncio.Queue[int] = asyncio.Queue(JOBS_QUEUED_MAX)
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
+        self.warble = WarbleService(self)
 
     # -- plumbing --
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -104,6 +106,8 @@ class ClusterServer:
         self._spawn("retention", self._retention_loop())
         for number in range(JOB_WORKERS):
             self._spawn(f"jobs{number}", self._job_worker())
+        for name, work in self.warble.background():
+            self._spawn(name, work)
         if self.forwarder is not None:
             self._spawn("forwarder", self.forwarder.run(self.session))
         for job in await self.db(self.store.unfinished_jobs):
@@ -312,9 +316,18 @@ class ClusterServer:
             raise asyncio.QueueFull
         job = JobRecord(id=0, kind=kind, source=source, user=user, created=time.time())
         job.id = await self.db(self.store.create_job, job)
-        self._jobs.put_nowait(job.id)
+        self.enqueue(job.id)
         log.info("job %d: queued from %s (%d bytes)", job.id, user, len(source))
         return job
+
+    def enqueue(self, job_id: int) -> None:
+        """Queue a stored job for dispatch; QueueFull when too many are waiting."""
+        self._jobs.put_nowait(job_id)
+
+    @property
+    def jobs_waiting(self) -> int:
+        """Jobs queued in memory, not yet taken by a worker."""
+        return self._jobs.qsize()
 
     async def job(self, job_id: int) -> JobRecord | None:
         """A job by id."""
@@ -326,27 +339,34 @@ class ClusterServer:
             job = await self.db(self.store.job, job_id)
             if job is not None:
                 try:
-                    await self.run_job(job)
+                    await self.warble.run(job)
                 except Exception:
                     log.exception("job %d: dispatch failed", job_id)
 
-    async def _wait_for_candidate(self, tried: set[str]) -> NodeState | None:
+    async def _wait_for_candidate(self, tried: set[str], wait: float) -> NodeState | None:
         cfg = self.config.dispatch
-        deadline = time.monotonic() + cfg.timeout
+        deadline = time.monotonic() + wait
         while True:
             found = candidates(self.nodes.values(), cfg.cpu_threshold, tried)
             if found or time.monotonic() >= deadline:
                 return found[0] if found else None
             await asyncio.sleep(min(1.0, cfg.timeout))
 
-    async def run_job(self, job: JobRecord) -> None:
-        """Send the job to a node under the CPU threshold, another one if it fails."""
+    async def run_job(
+        self, job: JobRecord, extra: dict[str, Any] | None = None, wait: float | None = None
+    ) -> dict[str, Any] | None:
+        """Send the job to a node under the CPU threshold, another one if it fails.
+
+        ``extra`` keys go along with the job; a node is waited for up to ``wait`` seconds
+        (default ``dispatch.timeout``). The agent's answer, None when no agent ran the job.
+        """
         cfg = self.config.dispatch
         tried: set[str] = set()
+        answer: dict[str, Any] | None = None
         job.state = "running"
         await self.db(self.store.update_job, job)
         while job.attempts < cfg.attempts:
-            node = await self._wait_for_candidate(tried)
+            node = await self._wait_for_candidate(tried, cfg.timeout if wait is None else wait)
             if node is None:
                 job.error = f"no trusted node up with CPU under {cfg.cpu_threshold:g}%"
                 break
@@ -356,7 +376,7 @@ class ClusterServer:
             node.running_jobs += 1
             try:
                 result = await send_job(
-                    self.session, node, job, self.secrets.agent_token, cfg.timeout
+                    self.session, node, job, self.secrets.agent_token, cfg.timeout, extra=extra
                 )
             except AgentJobError as exc:
                 job.error = f"{job.node}: {exc}"
@@ -370,6 +390,7 @@ class ClusterServer:
                 continue
             finally:
                 node.running_jobs -= 1
+            answer = result
             job.state = str(result["state"])
             job.output = str(result.get("output") or "")[: self.config.limits.max_body_bytes]
             error = result.get("error")
@@ -383,6 +404,7 @@ class ClusterServer:
         self.jobs_finished[job.state] = self.jobs_finished.get(job.state, 0) + 1
         await self.db(self.store.update_job, job)
         log.info("job %d: %s on %s after %d attempt(s)", job.id, job.state, job.node, job.attempts)
+        return answer
 
     # -- beacon --
     def beacon(self) -> bytes:

@@ -56,6 +56,7 @@ async def send_job(
     job: JobRecord,
     token: str,
     timeout: float,
+    *,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """POST the job (plus ``extra`` keys) to the agent; its result (``state``, ``output``,

@@ -70,6 +70,8 @@ ROLES_DOC = {
     "read": "admin token, or none when api.public_read = true",
     "metrics": "admin token, or none when api.public_metrics = true",
     "public": "no token",
+    "submit": "none when warble.anonymous = true, else the submit token or the admin token",
+    "results": "none when warble.public_results = true (the default), else as read",
 }
 
 

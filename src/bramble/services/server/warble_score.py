@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
-import mpmath
+import mpmath  # type: ignore[import-untyped]
 
 # "3." then digits, not part of a longer number (no digit, point or minus sign before it)
 _PI_LIKE = re.compile(r"(?<![\d.\-])3\.(\d+)")
@@ -16,7 +16,7 @@ def pi_decimals(digits: int) -> str:
     """The first ``digits - 1`` decimals of pi (computed once per size with mpmath)."""
     with mpmath.workprec(int(digits * 3.33) + 64):
         text = mpmath.nstr(+mpmath.pi, digits + 10, strip_zeros=False)
-    return text[2 : 2 + digits - 1]
+    return str(text)[2 : 2 + digits - 1]
 
 
 def pi_digits(output: str, reference_digits: int = 10_000) -> int:
