@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from ansible.module_utils.basic import AnsibleModule
 try:
     from ansible.module_utils.bramble_harvest import (
         Tally,
+        claim,
         merge,
         port_slots,
         sighting_from_frame,
@@ -22,6 +26,7 @@ try:
         sightings_from_leases,
         sightings_from_log,
     )
+    from ansible.module_utils.bramble_power import PlanError, Request, Runner
     from ansible.module_utils.bramble_snmp_fdb import SnmpError, read_fdb
 
     from bramble.model import ModelError, load_cluster
@@ -53,9 +58,14 @@ description:
     ends in the serial's low three bytes).
   - Writes only when an entry changes, atomically, keeping the file's mode. Never overwrites a
     conflicting entry unless I(force); fails on conflicts unless I(fail_on_conflict=false).
+  - "Sequential mode (I(sequential)): for banks without a switch MAC table, powers the
+    harvested slots off, then on one at a time through the bank_power drivers, and takes the
+    first new MAC the C(dhcp) capture or the C(log) shows after each power-on for that slot.
+    Only controllers that switch single Pis can do it (C(poe_snmp), C(uhubctl), a C(command)
+    whose templates use C({slot})); for a whole-outlet controller the module fails, naming it.
+    The slots stay on afterwards."
   - Runs on the control node (delegate to localhost), which holds the MAC file and the bramble
-    Python package. Sequential mode (power one slot at a time) is driven by the playbook
-    through bank_power and this module's C(snmp)/C(dhcp) sources; see docs/harvest.md.
+    Python package.
 version_added: "0.1.0"
 author: bramble
 options:
@@ -153,6 +163,31 @@ options:
     type: str
     choices: [report, fill]
     default: report
+  sequential:
+    description: >-
+      Power the slots one at a time (through the model's power controllers) and give each
+      the first new MAC that source C(dhcp) or C(log) shows; see the description.
+    type: bool
+    default: false
+  sequential_timeout:
+    description: Seconds to wait for a slot's MAC after its power-on (sequential mode); 1 to 600.
+    type: float
+    default: 30
+  power_credentials:
+    description: >-
+      Secrets of the power controllers by the Vault variable names the model's
+      C(controllers[].credentials) give (sequential mode), as for bank_power. Never logged.
+    type: dict
+    default: {}
+  power_budget_count:
+    description: Budget counting of sequential power-ons (bank_power's C(budget_count)).
+    type: str
+    choices: [cluster, request]
+    default: cluster
+  controller_timeout:
+    description: Seconds to wait for a power controller's answer (sequential mode).
+    type: float
+    default: 5
   force:
     description: Let what was seen replace a conflicting entry of the MAC file.
     type: bool
@@ -164,6 +199,7 @@ options:
 attributes:
   check_mode:
     support: full
+    details: In sequential mode nothing is switched in check mode, so nothing is learnt.
   diff_mode:
     support: full
 notes:
@@ -191,6 +227,17 @@ EXAMPLES = r"""
     capture_interface: eth1
     capture_seconds: 60
     unplaced: fill
+  become: true
+
+- name: Power the slots of bank 2 one at a time (PoE switch) and capture each new MAC
+  mac_harvest:
+    model: inventory/desk
+    banks: [2]
+    sources: [dhcp]
+    sequential: true
+    sequential_timeout: 20
+    capture_interface: eth1
+    power_credentials: {vault_sw1_community: "{{ vault_sw1_community }}"}
   become: true
 
 - name: Learn serials from dnsmasq's log (log-dhcp) and leases
@@ -268,18 +315,7 @@ def capture(
     seconds = float(params["capture_seconds"])
     if not 0 < seconds <= MAX_CAPTURE_SECONDS:
         module.fail_json(msg=f"capture_seconds must be between 1 and {MAX_CAPTURE_SECONDS}")
-    if params["capture_netns"]:
-        from bramble.labnet import enter_netns  # noqa: PLC0415 - only the lab needs it
-
-        enter_netns(params["capture_netns"])
-    try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        sock.bind((params["capture_interface"], ETH_P_IP))
-    except OSError as exc:
-        module.fail_json(
-            msg=f"cannot capture on {params['capture_interface']}: {exc}; the dhcp source needs "
-            "root (become: true) on the host whose interface sees the Pis' DHCP"
-        )
+    sock = open_capture(module)
     found: list[Any] = []
     macs: set[str] = set()
     deadline = time.monotonic() + seconds
@@ -301,6 +337,158 @@ def capture(
     finally:
         sock.close()
     return found
+
+
+def open_capture(module: AnsibleModule) -> socket.socket:
+    """A raw socket on capture_interface, made inside capture_netns when given (the module's
+    other connections, e.g. to power controllers, stay in its own namespace)."""
+    params = module.params
+    where: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if params["capture_netns"]:
+        from bramble.labnet import in_netns  # noqa: PLC0415 - only the lab needs it
+
+        where = in_netns(params["capture_netns"])
+    try:
+        with where:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+            sock.bind((params["capture_interface"], ETH_P_IP))
+    except OSError as exc:
+        module.fail_json(
+            msg=f"cannot capture on {params['capture_interface']}: {exc}; the dhcp source needs "
+            "root (become: true) on the host whose interface sees the Pis' DHCP"
+        )
+    return sock
+
+
+class Listener:
+    """Sequential mode's eyes: what the capture or the dnsmasq log shows from ``start()`` on."""
+
+    def __init__(self, module: AnsibleModule, tally: Any, model: str) -> None:
+        params = module.params
+        self.module = module
+        self.tally = tally
+        self.flags = {"pxe_only": params["pxe_only"], "pi_only": params["pi_only"], "model": model}
+        self.sock = open_capture(module) if "dhcp" in params["sources"] else None
+        self.log = None if self.sock else Path(params["log_file"])
+        self.offset = 0
+
+    def start(self) -> None:
+        """Forget what came before (queued frames, the log so far)."""
+        if self.sock is not None:
+            for _ in range(10_000):
+                if not select.select([self.sock], [], [], 0)[0]:
+                    break
+                self.sock.recv(4096)
+        elif self.log is not None:
+            try:
+                self.offset = os.path.getsize(self.log)
+            except OSError:
+                self.offset = 0
+
+    def poll(self, seconds: float) -> list[Any]:
+        """Sightings that arrived within ``seconds`` (in arrival order)."""
+        if self.sock is not None:
+            found = []
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                if not select.select([self.sock], [], [], left)[0]:
+                    break
+                seen = sighting_from_frame(self.sock.recv(4096), self.tally, **self.flags)
+                if seen is not None:
+                    found.append(seen)
+            return found
+        time.sleep(seconds)
+        try:
+            with open(str(self.log), "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read(8 * 1024 * 1024)
+        except OSError as exc:
+            self.module.fail_json(msg=f"cannot read the dnsmasq log {self.log}: {exc.strerror}")
+        complete = chunk.rfind(b"\n") + 1
+        self.offset += complete
+        lines = chunk[:complete].decode("utf-8", "replace").splitlines()
+        return list(sightings_from_log(lines, self.tally, **self.flags))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def switch_slots(
+    module: AnsibleModule, cluster: Any, bank: int, slots: list[int], state: str
+) -> None:
+    """Switch slots of one bank through the bank_power drivers; fail naming the controller."""
+    params = module.params
+    request = Request(
+        model=cluster.model.model_dump(mode="json"),
+        state=state,
+        banks=[bank],
+        slots=slots,
+        pis=[{"name": p.name, "bank": p.bank, "slot": p.slot, "mac": p.mac} for p in cluster.pis],
+        credentials={str(k): str(v) for k, v in params["power_credentials"].items() if v},
+        switches=state == "on",
+        settle=0,
+        budget_count=params["power_budget_count"],
+        controller_timeout=params["controller_timeout"],
+    )
+    try:
+        out = Runner(request).run()
+    except PlanError as exc:
+        module.fail_json(msg=f"sequential mode powers one slot at a time, but {exc}")
+    if out.failed:
+        module.fail_json(
+            msg=f"sequential mode: switching bank {bank} slot(s) {slots} {state} failed: "
+            + "; ".join(out.failed.values())
+        )
+
+
+@contextlib.contextmanager
+def listening(module: AnsibleModule, tally: Any, model: str) -> Iterator[Listener]:
+    listener = Listener(module, tally, model)
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+def sequential(
+    module: AnsibleModule, cluster: Any, banks: list[int], targets: list[Any], existing: list[Any]
+) -> tuple[list[Any], Any]:
+    """Power the target slots off, then on one at a time, each taking the first new MAC."""
+    params = module.params
+    tally = Tally()
+    if not {"dhcp", "log"} & set(params["sources"]):
+        module.fail_json(msg="sequential mode needs source dhcp (capture) or log (dnsmasq log)")
+    seconds = float(params["sequential_timeout"])
+    if not 0 < seconds <= MAX_CAPTURE_SECONDS:
+        module.fail_json(msg=f"sequential_timeout must be between 1 and {MAX_CAPTURE_SECONDS}")
+    needs = {"dhcp": "capture_interface", "log": "log_file"}
+    source = "dhcp" if "dhcp" in params["sources"] else "log"
+    if not params[needs[source]]:
+        module.fail_json(msg=f"source {source} needs {needs[source]}")
+    if module.check_mode:
+        module.warn("check mode: sequential mode switches nothing, so it learns no MAC")
+        return [], tally
+    # MACs the file places in other banks are never this bank's (those Pis may be booting)
+    ignore = {normalize_mac(e.mac) for e in existing if e.bank not in banks}
+    found: list[Any] = []
+    with listening(module, tally, cluster.model.banks.model) as listener:
+        for bank in banks:
+            switch_slots(module, cluster, bank, [s for b, s in targets if b == bank], "off")
+        for bank, slot in targets:
+            listener.start()
+            switch_slots(module, cluster, bank, [slot], "on")
+            deadline = time.monotonic() + seconds
+            for _ in range(int(seconds / 0.25) + 2):  # bounded in count as well as in time
+                left = deadline - time.monotonic()
+                mine = claim(listener.poll(min(0.25, max(left, 0))), bank, slot, ignore)
+                if mine is not None:
+                    found.append(mine)
+                    ignore.add(mine.mac)
+                    break
+                if left <= 0:
+                    break
+    return found, tally
 
 
 def snmp_sightings(module: AnsibleModule, cluster: Any, banks: set[int], tally: Any) -> list[Any]:
@@ -425,7 +613,10 @@ def run(module: AnsibleModule) -> None:
     existing = list(cluster.mac_entries)
     if mac_file != cluster.mac_file:
         existing = read_mac_file(mac_file)
-    sightings, tally = collect(module, cluster, banks, targets, existing)
+    if params["sequential"]:
+        sightings, tally = sequential(module, cluster, banks, targets, existing)
+    else:
+        sightings, tally = collect(module, cluster, banks, targets, existing)
     plan = merge(
         existing, sightings, targets, fill=params["unplaced"] == "fill", force=params["force"]
     )
@@ -499,6 +690,15 @@ def main() -> None:
             "pxe_only": {"type": "bool", "default": True},
             "pi_only": {"type": "bool", "default": True},
             "unplaced": {"type": "str", "default": "report", "choices": ["report", "fill"]},
+            "sequential": {"type": "bool", "default": False},
+            "sequential_timeout": {"type": "float", "default": 30},
+            "power_credentials": {"type": "dict", "default": {}, "no_log": True},
+            "power_budget_count": {
+                "type": "str",
+                "default": "cluster",
+                "choices": ["cluster", "request"],
+            },
+            "controller_timeout": {"type": "float", "default": 5},
             "force": {"type": "bool", "default": False},
             "fail_on_conflict": {"type": "bool", "default": True},
         },

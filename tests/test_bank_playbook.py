@@ -81,11 +81,12 @@ def site(tmp_path: Path) -> Iterator[Site]:
         relay_sim.close()
 
 
-def play(site: Site, *flags: str) -> tuple[int, list[dict[str, Any]], str]:
+def run_bank(inventory: Path, extra: dict[str, Any], *flags: str) -> tuple[int, list[Any], str]:
+    """Run playbooks/bank.yml; (exit code, tasks of the JSON report, failures or output tail)."""
     env = ansible_env() | {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(site.inventory), "playbooks/bank.yml",
-         "--limit", "bank01", "-e", json.dumps(site.extra), *flags],
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/bank.yml",
+         "-e", json.dumps(extra), *flags],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     try:
@@ -100,6 +101,10 @@ def play(site: Site, *flags: str) -> tuple[int, list[dict[str, Any]], str]:
         if res.get("failed")
     ]
     return result.returncode, tasks, "\n".join(failures) or result.stdout[-3000:]
+
+
+def play(site: Site, *flags: str) -> tuple[int, list[dict[str, Any]], str]:
+    return run_bank(site.inventory, site.extra, "--limit", "bank01", *flags)
 
 
 def task_result(tasks: list[dict[str, Any]], name: str) -> dict[str, Any]:

@@ -366,3 +366,17 @@ def test_checked_mac_counts_malformed(mac: str) -> None:
     tally = harvest.Tally()
     assert harvest.checked_mac(mac, tally, pi_only=False, where="test") is None
     assert tally.counts == {"malformed": 1}
+
+
+def test_claim_gives_a_powered_slot_the_first_mac_not_ignored() -> None:
+    seen = [
+        harvest.Sighting(mac=mac_of(1, 1), source="dhcp"),  # slot 1's ROM, retrying
+        harvest.Sighting(mac=mac_of(1, 2), source="dhcp", serial=serial_of(1, 2)),
+        harvest.Sighting(mac=mac_of(1, 3), source="dhcp"),
+    ]
+    got = harvest.claim(seen, 1, 2, {mac_of(1, 1)})
+    assert got == harvest.Sighting(
+        mac=mac_of(1, 2), source="sequential", bank=1, slot=2, serial=serial_of(1, 2)
+    )
+    assert harvest.claim(seen[:1], 1, 2, {mac_of(1, 1)}) is None
+    assert harvest.claim([], 1, 2, set()) is None

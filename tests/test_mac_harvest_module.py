@@ -7,6 +7,7 @@ conflicts fail without writing, malformed MACs are counted and never written.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -208,3 +209,86 @@ def test_log_source_fills_slots_in_order(tmp_path: Path, harvest: Harvest, inven
     code, task = harvest(banks=[2], sources=["log"], log_file=str(log), unplaced="fill")
     assert code == 0, task
     assert [(n["slot"], n["mac"]) for n in task["new"]] == [(1, mac_of(2, 2)), (2, mac_of(2, 1))]
+
+
+def _sequential_inventory(tmp_path: Path, controller: dict[str, Any]) -> Path:
+    model = json.loads(json.dumps(BASE_MODEL))
+    model["controllers"] = [controller]
+    model["power"]["groups"] = [{"id": 1, "controller": controller["name"], "outlet": 1,
+                                 "banks": [1, 2]}]  # fmt: skip
+    folder = tmp_path / "seq-inventory"
+    folder.mkdir()
+    (folder / "cluster.yml").write_text("---\n" + yaml.safe_dump(model), encoding="utf-8")
+    return folder
+
+
+def _run_harvest(tmp_path: Path, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    playbook = tmp_path / "harvest.yml"
+    playbook.write_text(PLAYBOOK, encoding="utf-8")
+    env = ansible_env() | {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook),
+         "-e", json.dumps({"harvest_args": args})],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    return result.returncode, report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def test_sequential_takes_the_new_mac_of_each_powered_slot(tmp_path: Path) -> None:
+    """A per-slot ``command`` controller whose power-on makes dnsmasq-like log lines: slot 2's
+    power-on also shows slot 1's Pi again (its ROM retries), slot 3 stays silent."""
+    log = tmp_path / "dnsmasq.log"
+    log.write_text("")
+    line = "Nov 22 02:28:05 dnsmasq-dhcp[7]: 1 DHCPDISCOVER(eth0) b8:27:eb:00:01:0"
+    switched = tmp_path / "switched"
+    script = (
+        f"echo on {{slot}} >> {switched}; test {{slot}} = 3 && exit 0;"
+        f" test {{slot}} = 2 && echo '{line}1 no address' >> {log};"
+        f" echo '{line}{{slot}} no address available' >> {log}"
+    )
+    controller = {
+        "name": "cmd1",
+        "driver": "command",
+        "options": {
+            "on": shlex.join(["sh", "-c", script]),
+            "off": shlex.join(["sh", "-c", f"echo off {{slot}} >> {switched}"]),
+        },
+    }
+    inventory = _sequential_inventory(tmp_path, controller)
+    args = {"model": str(inventory), "banks": [1], "slots": [1, 2, 3], "sources": ["log"],
+            "log_file": str(log), "sequential": True, "sequential_timeout": 1}  # fmt: skip
+    code, task = _run_harvest(tmp_path, args)
+    assert code == 0, task
+    assert [(e["slot"], e["mac"]) for e in task["new"]] == [(1, mac_of(1, 1)), (2, mac_of(1, 2))]
+    assert [(m["bank"], m["slot"]) for m in task["missing"]] == [(1, 3)]
+    assert switched.read_text().split("\n")[:6] == [
+        "off 1",
+        "off 2",
+        "off 3",
+        "on 1",
+        "on 2",
+        "on 3",
+    ]
+    cluster = load_cluster(inventory)
+    assert {(p.slot, p.mac) for p in cluster.pis if p.mac} == {(1, mac_of(1, 1)), (2, mac_of(1, 2))}
+
+    code, task = _run_harvest(tmp_path, args)  # the same Pis again: nothing changes
+    assert code == 0, task
+    assert task["changed"] is False
+
+
+def test_sequential_refuses_a_whole_outlet_controller(tmp_path: Path) -> None:
+    log = tmp_path / "dnsmasq.log"
+    log.write_text("")
+    controller = {"name": "pdu9", "driver": "synaccess", "address": "127.0.0.1", "port": 9}
+    inventory = _sequential_inventory(tmp_path, controller)
+    code, task = _run_harvest(
+        tmp_path,
+        {"model": str(inventory), "banks": [1], "sources": ["log"], "log_file": str(log),
+         "sequential": True},
+    )  # fmt: skip
+    assert code != 0
+    assert "sequential mode powers one slot at a time" in task["msg"]
+    assert "controller pdu9 (synaccess)" in task["msg"]
+    assert not (inventory / "macs.yml").exists()

@@ -406,3 +406,22 @@ def merge(
         s: (m, result_serial.get(s)) for s, m in result_mac.items()
     }
     return plan
+
+
+def claim(sightings: Iterable[Sighting], bank: int, slot: int, ignore: set[str]) -> Sighting | None:
+    """Sequential mode: the first MAC seen after one slot was powered, placed in that slot.
+
+    ``ignore`` holds MACs that cannot be this slot's: those taken by the slots powered before
+    (their ROMs keep resending DISCOVERs) and those the MAC file places in other banks.
+    """
+    for sighting in sightings:
+        if sighting.mac not in ignore:
+            return Sighting(
+                mac=sighting.mac,
+                source="sequential",
+                bank=bank,
+                slot=slot,
+                serial=sighting.serial,
+                ip=sighting.ip,
+            )
+    return None
