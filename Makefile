@@ -21,7 +21,7 @@ APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp i
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm clean
+.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm bench-fleet clean
 
 help:
 	@echo "make run    - ansible-playbook site.yml on the default inventory (inventory/lab)"
@@ -89,3 +89,7 @@ bench-bootstorm: venv-test
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+
+# Simulated fleets of 1,050 and 10,500 agents against bramble-server on loopback.
+bench-fleet: venv-test
+	$(BIN)/python bench/fleet/fleet.py
