@@ -215,8 +215,12 @@ async def _sample_later(agent: Agent, delay: float) -> None:
 
 
 def _die_with_parent() -> None:
-    """In a child (``preexec_fn``): SIGTERM when the bench dies, even by SIGKILL (Linux)."""
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    """In a child (``preexec_fn``): SIGKILL when the bench dies, even by SIGKILL (Linux).
+
+    Not SIGTERM: a worker takes SIGTERM as "stop and report" and then drains its agents'
+    buffers for up to DRAIN_TIMEOUT, which nobody would read once the bench is gone.
+    """
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -420,18 +424,36 @@ def telemetry(args: argparse.Namespace, work: Path, size: int) -> dict[str, Any]
     return figure
 
 
+@dataclass
+class Sweeps:
+    """The timings of ``_sweeps``: wall and the sweeping process's CPU seconds."""
+
+    concurrent: dict[str, bool]
+    concurrent_s: float
+    concurrent_cpu_s: float
+    warm_s: float  # the same sweep again on the same session (kept-alive connections)
+    warm_cpu_s: float
+    sequential: dict[str, bool]
+    sequential_s: float
+
+
 async def _sweeps(
     targets: list[tuple[str, str]], token: str, timeout: float, sequential_count: int
-) -> tuple[dict[str, bool], float, dict[str, bool], float]:
+) -> Sweeps:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-        began = time.monotonic()
-        concurrent = await health.sweep(session, targets, token, timeout, 256)
-        concurrent_s = time.monotonic() - began
+        timings = []
+        for _ in range(2):  # cold (new connections), then warm like the server's next sweep
+            began, cpu = time.monotonic(), time.process_time()
+            concurrent = await health.sweep(session, targets, token, timeout, 256)
+            timings.append((time.monotonic() - began, time.process_time() - cpu))
         began = time.monotonic()
         sequential = {}
         for mac, url in targets[:sequential_count]:
             sequential[mac] = await health.check_one(session, url, token, timeout, mac)
-        return concurrent, concurrent_s, sequential, time.monotonic() - began
+        (cold_s, cold_cpu), (warm_s, warm_cpu) = timings
+        return Sweeps(
+            concurrent, cold_s, cold_cpu, warm_s, warm_cpu, sequential, time.monotonic() - began
+        )
 
 
 def health_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -442,33 +464,41 @@ def health_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         workers.start()
         targets = [(identity(i).mac, f"http://{identity(i).ip}:{AGENT_PORT}/health")
                    for i in range(fleet.size)]  # fmt: skip
-        concurrent, concurrent_s, sequential, sequential_s = asyncio.run(
-            _sweeps(targets, fleet.token, args.health_timeout, args.sequential)
-        )
-        sequential_s *= len(targets) / min(len(targets), args.sequential)
+        agents_cpu, load = workers.cpu(), os.getloadavg()[0]
+        run = asyncio.run(_sweeps(targets, fleet.token, args.health_timeout, args.sequential))
+        agents_cpu = workers.cpu() - agents_cpu  # serving all three sweeps
+        sequential_s = run.sequential_s * len(targets) / min(len(targets), args.sequential)
         for process in workers.processes:  # stops serving, reports which agents were dead
             process.terminate()
         dead = set(workers.results(timeout=60)["dead"])
     finally:
         workers.stop()
+    concurrent = run.concurrent
     figure = {
         "agents": fleet.size,
         "dead": len(dead),
         "found_dead": sum(not ok for ok in concurrent.values()),
         "every_dead_found": all(not concurrent[mac] for mac in dead),
         "timeout_s": args.health_timeout,
-        "concurrent_s": concurrent_s,
+        "concurrent_s": run.concurrent_s,
+        "concurrent_cpu_s": run.concurrent_cpu_s,
+        "warm_s": run.warm_s,
+        "warm_cpu_s": run.warm_cpu_s,
+        "agents_cpu_s": agents_cpu,
+        "load": load,
         "sequential_s": sequential_s,
-        "ratio": sequential_s / concurrent_s,
+        "ratio": sequential_s / run.concurrent_s,
         "sequential_measured": min(fleet.size, args.sequential),
-        "agree": all(concurrent[mac] == ok for mac, ok in sequential.items()),
+        "agree": all(concurrent[mac] == ok for mac, ok in run.sequential.items()),
     }
     print(
         f"health sweep of {fleet.size:,} agents, {figure['dead']} dead, "
-        f"{figure['found_dead']} found dead (timeout "
-        f"{args.health_timeout:g} s): {concurrent_s:.2f} s (goal <= 2 s); sequential "
-        f"{sequential_s:.1f} s ({figure['sequential_measured']:,} measured); ratio "
-        f"{figure['ratio']:.0f}; same verdicts: {figure['agree']}",
+        f"{figure['found_dead']} found dead (timeout {args.health_timeout:g} s, load "
+        f"{load:.1f}): {run.concurrent_s:.2f} s (goal <= 2 s; sweeper CPU "
+        f"{run.concurrent_cpu_s:.2f} s), again on kept-alive connections {run.warm_s:.2f} s "
+        f"(CPU {run.warm_cpu_s:.2f} s); agents' CPU for all sweeps {agents_cpu:.1f} s; "
+        f"sequential {sequential_s:.1f} s ({figure['sequential_measured']:,} measured); "
+        f"ratio {figure['ratio']:.0f}; same verdicts: {figure['agree']}",
         flush=True,
     )
     return figure
@@ -490,6 +520,9 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         stopped = time.time()
         time.sleep(outage)
         fleet.start_server()
+        cpu0, wall0 = fleet.server_cpu(), time.monotonic()
+        time.sleep(after)
+        server_cpu, server_wall = fleet.server_cpu() - cpu0, time.monotonic() - wall0
         result = workers.results(timeout=settle + outage + after + 5 + DRAIN_TIMEOUT + 300)
     finally:
         workers.stop()
@@ -518,12 +551,16 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         "restart_share_by_end": sum(t < float("inf") for t in back_times) / size,
         "cold_p99_s": percentile(cold_times, 0.99),
         "restart_p99_s": percentile(back_times, 0.99),
+        "server_cpu_share": server_cpu / server_wall,  # while the fleet came back
+        "load": os.getloadavg()[0],
     }
     print(
         f"re-registration {size:>6,} agents: {100 * again / size:.1f}% within 2 beacon "
         f"intervals ({window:g} s) of the restarted server's first beacon (goal >= 99%), p99 "
         f"{figure['restart_p99_s']:.2f} s; cold start: {100 * cold / size:.1f}%, p99 "
-        f"{figure['cold_p99_s']:.2f} s",
+        f"{figure['cold_p99_s']:.2f} s; restarted server's CPU "
+        f"{100 * figure['server_cpu_share']:.0f}% of a core over {server_wall:.0f} s; load "
+        f"{figure['load']:.1f}",
         flush=True,
     )
     return figure

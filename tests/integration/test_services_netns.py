@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from bramble.labnet import LabNet, Node, in_netns
+from bramble.services.agent.http import MAX_BODY_BYTES
 from bramble.services.beacon import make_beacon
 
 from .conftest import HEAD_IP, missing_requirements
@@ -337,6 +338,6 @@ def test_unauthenticated_or_oversized_requests_are_refused(lab: Services):
     # the agents' own API: the server's token only, small bodies only, Warble jobs only
     assert lab.agent(0, token=None)[0] == 401
     assert lab.agent(0, token=ADMIN_TOKEN)[0] == 401
-    job = {"id": 1, "kind": "warble", "source": "x" * 70_000, "user": "a"}
+    job = {"id": 1, "kind": "warble", "source": "x" * (MAX_BODY_BYTES + 1), "user": "a"}
     assert lab.agent(0, "/jobs", body=job)[0] == 413
     assert lab.agent(0, "/jobs", body=job | {"source": "id", "kind": "shell"})[0] == 422

@@ -91,7 +91,7 @@ def test_a_warble_job_runs_in_the_isolated_child_and_nothing_else_does():
         status, body = await call("POST", "/jobs", json=job("#pi{PRINT(2*ROUND(ACOS(0.0),3))}"))
         assert status == 200, body
         assert body == {"id": 7, "state": "done", "output": "3.142\n", "error": None,
-                        "elapsed_ms": body["elapsed_ms"]}  # fmt: skip
+                        "elapsed_ms": body["elapsed_ms"], "saved": {}}  # fmt: skip
         status, body = await call("POST", "/jobs", json=job("#pi{PRINT(1/0)}"))
         assert (status, body["state"]) == (200, "failed")
         assert "zero" in body["error"]

@@ -8,6 +8,7 @@ with its own agent port. Intervals are shortened so the whole file runs in secon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -511,6 +512,77 @@ def test_server_broadcasts_a_valid_signed_beacon(tmp_path: Path) -> None:
         run(settings(tmp_path, beacon={"port": port}), scenario)
 
 
+def test_no_beacon_before_the_api_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent that hears a beacon must find the API serving: the first beacon goes out only
+    after the API's site has started (here the start is slowed by 0.5 s, 2.5 intervals)."""
+    heard_before: list[bool] = []
+    start = web.SockSite.start
+
+    async def slow_start(site: web.SockSite) -> None:
+        await asyncio.sleep(0.5)
+        try:
+            listener.recv(1024)
+        except BlockingIOError:
+            heard_before.append(False)
+        else:
+            heard_before.append(True)
+        await start(site)
+
+    monkeypatch.setattr(web.SockSite, "start", slow_start)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.setblocking(False)
+
+        async def scenario(server: Running, api: Client) -> None:
+            for _ in range(100):  # the first beacon follows at once
+                if server.server.beacons_sent:
+                    break
+                await asyncio.sleep(0.02)
+            assert server.server.beacons_sent >= 1
+
+        run(settings(tmp_path, beacon={"port": listener.getsockname()[1]}), scenario)
+    assert heard_before == [False]
+
+
+def test_registrations_are_written_in_batches_and_kept_on_retry() -> None:
+    """Nodes and events wait in memory and go in one write; a failed write is retried with
+    nothing lost or reordered, the newest record of a node winning."""
+    from bramble.services.server.records import NodeRecord  # noqa: PLC0415
+    from bramble.services.server.registry_writer import RegistryWriter  # noqa: PLC0415
+
+    writes: list[tuple[list[str], list[str]]] = []
+    attempts: list[int] = []
+
+    async def write(nodes: list[NodeRecord], events: list[Any]) -> None:
+        attempts.append(len(nodes))
+        if len(attempts) == 1:
+            raise OSError("disk full")
+        writes.append(([f"{n.mac}@{n.ip}" for n in nodes], [e[3] for e in events]))
+
+    async def go() -> RegistryWriter:
+        writer = RegistryWriter(write, batch_max=1000, batch_seconds=3600)
+        for i in range(3):
+            writer.node(NodeRecord(MACS[i], "10.0.0.1", "pi", "1", 8471))
+            writer.event((float(i), "registered", MACS[i], f"e{i}"))
+        await writer.flush()  # fails
+        assert writes == []
+        writer.node(NodeRecord(MACS[0], "10.0.0.9", "pi", "1", 8471))
+        writer.event((3.0, "address", MACS[0], "e3"))
+        await writer.flush()
+        await writer.flush()  # nothing pending: no write
+        return writer
+
+    writer = asyncio.run(go())
+    assert writes == [
+        (
+            [f"{MACS[0]}@10.0.0.9", f"{MACS[1]}@10.0.0.1", f"{MACS[2]}@10.0.0.1"],
+            ["e0", "e1", "e2", "e3"],
+        )
+    ]
+    assert (writer.batches, writer.failed_batches, writer.pending) == (1, 1, 0)
+    assert attempts == [3, 3]
+
+
 def test_forwarder_retries_and_counts_drops(tmp_path: Path) -> None:
     received: list[dict[str, Any]] = []
     failures = [2]
@@ -639,6 +711,9 @@ def test_sigterm_shuts_down_gracefully_and_flushes_telemetry(tmp_path: Path) -> 
                 assert (await api.post_cpu(MACS[0], 7.0, 8.0))[1] == {"accepted": 2}
 
         asyncio.run(asyncio.wait_for(talk(), 30))
+        with contextlib.closing(sqlite3.connect(tmp_path / "server.db")) as db:
+            # registration answered at once, its writes wait for the batch (or the shutdown)
+            assert db.execute("SELECT COUNT(*) FROM nodes").fetchone() == (0,)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
         assert process.returncode == 0, err.decode()
@@ -646,11 +721,13 @@ def test_sigterm_shuts_down_gracefully_and_flushes_telemetry(tmp_path: Path) -> 
         if process.poll() is None:
             process.kill()
             process.wait()
-    with sqlite3.connect(tmp_path / "server.db") as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / "server.db")) as db:
         assert db.execute("SELECT cpu_percent FROM samples ORDER BY ts").fetchall() == [
             (7.0,),
             (8.0,),
         ]
+        assert db.execute("SELECT mac, name FROM nodes").fetchall() == [(MACS[0], "bank01-pi01")]
+        assert db.execute("SELECT kind, mac FROM events").fetchall() == [("registered", MACS[0])]
 
 
 def free_port() -> int:

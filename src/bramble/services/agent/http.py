@@ -4,6 +4,8 @@ Both need ``Authorization: Bearer <agent token>`` (constant-time compare; 401 ot
 Bodies above ``MAX_BODY_BYTES`` get 413. ``POST /jobs`` runs a Warble, and nothing else, in
 the isolated child of ``bramble.warble.isolated`` (CPU time, memory, wall time and output
 bounded); one job at a time, a second one meanwhile gets 503 so the server tries another node.
+A job may carry ``saved``, the user's SAVE values kept by the server: the run starts with them
+(LOAD finds them) and the answer's ``saved`` holds every value the user keeps after the run.
 No endpoint runs a shell or any other program.
 """
 
@@ -27,9 +29,11 @@ if TYPE_CHECKING:  # the Warble package (and mpmath) is imported when the first 
 
 log = logging.getLogger("bramble.agent")
 
-MAX_BODY_BYTES = 64 * 1024  # a Warble is at most 10,000 characters
+# A Warble is at most 10,000 characters, ``saved`` at most 100 values of 16 KiB: 1.6 MB.
+MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_JOB_ID = 200
 MAX_USER = 64
+MAX_SAVED_KEYS = 100  # bramble.warble.limits.Limits.max_saved_keys
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -104,10 +108,13 @@ def make_app(agent: Agent, token: str, limits: JobLimits) -> web.Application:
             return _error(422, problem)
         if busy.locked():
             return _error(503, "busy with another job")
+        user = body["user"]
         async with busy:
-            log.info("%s: job %s from %s", agent.name, body["id"], body["user"])
+            log.info("%s: job %s from %s", agent.name, body["id"], user)
             started = time.monotonic()
-            result = await asyncio.to_thread(_run, body["source"], job_limits, body["user"])
+            result, saved = await asyncio.to_thread(
+                _run, body["source"], job_limits, user, body.get("saved") or {}
+            )
             elapsed = int((time.monotonic() - started) * 1000)
         return web.json_response(
             {
@@ -116,6 +123,7 @@ def make_app(agent: Agent, token: str, limits: JobLimits) -> web.Application:
                 "output": result.output,
                 "error": None if result.error is None else str(result.error),
                 "elapsed_ms": elapsed,
+                "saved": saved,
             }
         )
 
@@ -142,6 +150,16 @@ def _check_job(body: Any, limits: JobLimits) -> tuple[str | None, Limits | None]
             isinstance(user, str) and 0 < len(user) <= MAX_USER,
             f"user must be a name of 1 to {MAX_USER} characters",
         )
+        saved = body.get("saved")
+        _require(
+            saved is None
+            or (
+                isinstance(saved, dict)
+                and len(saved) <= MAX_SAVED_KEYS
+                and all(isinstance(v, str) for v in saved.values())
+            ),
+            f"saved must be an object of at most {MAX_SAVED_KEYS} text values",
+        )
         return None, limits.for_request(body.get("limits"))
     except ValueError as exc:
         return str(exc), None
@@ -152,7 +170,13 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _run(source: str, limits: Limits | None, user: str) -> RunResult:
+def _run(
+    source: str, limits: Limits | None, user: str, saved: dict[str, str]
+) -> tuple[RunResult, dict[str, str]]:
+    """The run's result and every value the user keeps afterwards (SAVEs applied)."""
     from bramble.warble.isolated import run_isolated  # noqa: PLC0415 - see TYPE_CHECKING
+    from bramble.warble.store import MemoryStore  # noqa: PLC0415
 
-    return run_isolated(source, limits=limits, user=user)
+    store = MemoryStore({user: saved})
+    result = run_isolated(source, limits=limits, user=user, store=store)
+    return result, store.snapshot(user)

@@ -21,6 +21,7 @@ from bramble.services.server.dispatch import AgentJobError, NodeState, candidate
 from bramble.services.server.forwarder import Forwarder
 from bramble.services.server.model import ModelNode
 from bramble.services.server.records import Event, JobRecord, NodeRecord, Sample
+from bramble.services.server.registry_writer import PendingEvent, RegistryWriter
 from bramble.services.server.store import Store
 from bramble.services.server.telemetry import BatchWriter
 from bramble.services.server.warble import WarbleService
@@ -68,6 +69,9 @@ class ClusterServer:
             telemetry.batch_seconds,
             pending_max=max(10 * telemetry.batch_max, 100_000),
         )
+        self.registry = RegistryWriter(
+            self._write_registry, telemetry.batch_max, telemetry.batch_seconds
+        )
         self.forwarder = (
             Forwarder(config.forwarder.url, secrets.forwarder_token, config.forwarder.queue_max)
             if config.forwarder.url
@@ -95,14 +99,15 @@ class ClusterServer:
         self._tasks.append(asyncio.create_task(work, name=name))
 
     async def start(self) -> None:
-        """Load the registry, then start the background loops."""
+        """Load the registry, then start the background loops (the beacon: ``start_beacon``,
+        once the API listens)."""
         for record in await self.db(self.store.nodes):
             self.nodes[record.mac] = NodeState(record)
         connector = aiohttp.TCPConnector(limit=self.config.health.concurrency)
         self._session = aiohttp.ClientSession(connector=connector)
-        self._spawn("beacon", self._beacon_loop())
         self._spawn("health", self._health_loop())
         self._spawn("writer", self.writer.run())
+        self._spawn("registry", self.registry.run())
         self._spawn("retention", self._retention_loop())
         for number in range(JOB_WORKERS):
             self._spawn(f"jobs{number}", self._job_worker())
@@ -130,6 +135,7 @@ class ClusterServer:
                 await task
         self._tasks.clear()
         await self.writer.flush()
+        await self.registry.flush()
         if self._session is not None:
             await self._session.close()
         await self.db(self.store.close)
@@ -138,14 +144,18 @@ class ClusterServer:
 
     # -- events --
     async def event(self, kind: str, node: NodeRecord | None, message: str) -> None:
-        """Log one line and store the event."""
+        """Log one line and store the event (with the next registry batch)."""
         text = f"{describe(node)}: {message}" if node else message
         log.info("%s: %s", kind, text)
-        await self.db(self.store.add_event, time.time(), kind, node.mac if node else None, text)
+        self.registry.event((time.time(), kind, node.mac if node else None, text))
 
     async def events(self, limit: int) -> list[Event]:
-        """The newest events."""
+        """The newest events (those waiting for the store first written)."""
+        await self.registry.flush()
         return await self.db(self.store.events, limit)
+
+    async def _write_registry(self, nodes: list[NodeRecord], events: list[PendingEvent]) -> None:
+        await self.db(self.store.write_registry, nodes, events)
 
     # -- registry --
     async def register(
@@ -176,7 +186,7 @@ class ClusterServer:
             registered_at=old.record.registered_at if old else now,
             last_seen=now,
         )
-        await self.db(self.store.upsert_node, record)
+        self.registry.node(record)
         state = NodeState(record, health="up", latest=old.latest if old else None)
         self.nodes[mac] = state
         if known is None:
@@ -413,6 +423,10 @@ class ClusterServer:
         return make_beacon(
             self.secrets.cluster_key, server.cluster, server.advertise, self.api_port
         )
+
+    def start_beacon(self) -> None:
+        """Start beaconing (once the API socket listens, so agents that hear it get in)."""
+        self._spawn("beacon", self._beacon_loop())
 
     async def _beacon_loop(self) -> None:
         cfg = self.config.beacon

@@ -112,6 +112,7 @@ async def start(config: ServerConfig, secrets: ServerSecrets) -> Running:
         await server.start()
         await runner.setup()
         await web.SockSite(runner, sock).start()
+        server.start_beacon()
     except BaseException:
         sock.close()
         await runner.cleanup()

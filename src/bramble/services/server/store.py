@@ -77,6 +77,14 @@ def _placeholders(count: int) -> str:
     return ", ".join(["?"] * count)
 
 
+_NODE_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS[1:])
+_UPSERT_NODE = (
+    f"INSERT INTO nodes ({', '.join(_NODE_COLUMNS)}) "  # noqa: S608 - fixed columns
+    f"VALUES ({_placeholders(len(_NODE_COLUMNS))}) ON CONFLICT (mac) DO UPDATE SET {_NODE_UPDATES}"
+)
+_INSERT_EVENT = "INSERT INTO events (ts, kind, mac, message) VALUES (?, ?, ?, ?)"
+
+
 class Store(WarbleTables, ABC):
     """Registry, telemetry history, jobs and events, in SQL written with ``?`` parameters."""
 
@@ -109,15 +117,21 @@ class Store(WarbleTables, ABC):
         """Close the connection."""
 
     # -- registry --
-    def upsert_node(self, node: NodeRecord) -> None:
-        """Insert or replace the node with this MAC."""
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _NODE_COLUMNS[1:])
-        self._execute(
-            f"INSERT INTO nodes ({', '.join(_NODE_COLUMNS)}) "  # noqa: S608 - fixed columns
-            f"VALUES ({_placeholders(len(_NODE_COLUMNS))}) "
-            f"ON CONFLICT (mac) DO UPDATE SET {updates}",
-            [int(node.trusted) if c == "trusted" else getattr(node, c) for c in _NODE_COLUMNS],
-        )
+    def write_registry(
+        self, nodes: Sequence[NodeRecord], events: Sequence[tuple[float, str, str | None, str]]
+    ) -> None:
+        """Insert or replace nodes (by MAC) and append events (ts, kind, MAC, message), in
+        one transaction."""
+        if nodes:
+            self._executemany(
+                _UPSERT_NODE,
+                [
+                    [int(n.trusted) if c == "trusted" else getattr(n, c) for c in _NODE_COLUMNS]
+                    for n in nodes
+                ],
+            )
+        if events:
+            self._executemany(_INSERT_EVENT, events)
         self._commit()
 
     def touch_nodes(self, seen: Iterable[tuple[str, float]]) -> None:
@@ -198,14 +212,6 @@ class Store(WarbleTables, ABC):
         return [job for (job_id,) in rows if (job := self.job(int(job_id))) is not None]
 
     # -- events --
-    def add_event(self, ts: float, kind: str, mac: str | None, message: str) -> None:
-        """Append one event."""
-        self._execute(
-            "INSERT INTO events (ts, kind, mac, message) VALUES (?, ?, ?, ?)",
-            (ts, kind, mac, message),
-        )
-        self._commit()
-
     def events(self, limit: int) -> list[Event]:
         """The newest ``limit`` events, newest first."""
         rows = self._execute(

@@ -15,7 +15,26 @@ log = logging.getLogger("bramble.server.telemetry")
 Flush = Callable[[list[Sample], dict[str, float]], Awaitable[None]]
 
 
-class BatchWriter:
+class PeriodicFlush:
+    """What both batch writers share: ``run`` flushes every ``batch_seconds``, or at once when
+    ``_full`` is set (``batch_max`` waiting)."""
+
+    batch_seconds: float
+    _full: asyncio.Event
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Flush forever (cancel to stop; call ``flush`` once more afterwards)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.batch_seconds)
+            self._full.clear()
+            await self.flush()
+
+
+class BatchWriter(PeriodicFlush):
     """Collects samples; ``run`` flushes them every ``batch_seconds`` or at ``batch_max``.
 
     At most ``pending_max`` samples wait; beyond that new samples are dropped and counted
@@ -68,11 +87,3 @@ class BatchWriter:
             else:
                 self.written += len(batch)
             seen = {}
-
-    async def run(self) -> None:
-        """Flush forever (cancel to stop; call ``flush`` once more afterwards)."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self.batch_seconds)
-            self._full.clear()
-            await self.flush()
