@@ -143,6 +143,29 @@ def test_warble_submit_waits_for_the_output_and_results_list_it(desk, capsys, tm
         desk.run(runner.cleanup())
 
 
+def test_job_cancel_needs_the_token_and_refuses_a_running_job(desk, capsys, token_file):
+    # no node is up: ada's first Warble waits for one, her second stays queued behind it
+    body = {"user": "ada", "source": 'PRINT("1")'}
+    first, second = (desk.call("POST", "/api/v1/warbles", None, body)[1]["id"] for _ in range(2))
+    deadline = time.monotonic() + 10
+    while desk.call("GET", f"/api/v1/jobs/{first}", ADMIN)[1]["state"] != "running":
+        assert time.monotonic() < deadline, "the first Warble never started waiting"
+        time.sleep(0.05)
+    assert main(["job", "cancel", str(second), "--server", desk.url]) == 1
+    assert "HTTP 401" in capsys.readouterr().err
+    argv = ["job", "cancel", str(second), "--server", desk.url, "--token-file", token_file]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"job {second} of ada: cancelled\n"
+    assert main([*argv, "--json"]) == 0  # cancelling again changes nothing
+    assert json.loads(capsys.readouterr().out)["state"] == "cancelled"
+    argv[2] = str(first)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 409" in err
+    assert "only a queued job can be cancelled" in err
+    assert ADMIN not in err
+
+
 def test_unreachable_server_and_bad_settings(capsys, tmp_path, monkeypatch):
     monkeypatch.delenv("BRAMBLE_SERVER", raising=False)
     assert main(["status", "--server", "http://127.0.0.1:9"]) == 1

@@ -1,7 +1,8 @@
 """``bramble``: the cluster's command line.
 
-``status``, ``bank N``, ``power GROUP on|off|cycle``, ``events`` and ``warble submit|results``
-ask bramble-server (see docs/cli.md); ``warble run`` runs a Warble on this machine.
+``status``, ``bank N``, ``power GROUP on|off|cycle``, ``events``, ``job cancel ID`` and
+``warble submit|results`` ask bramble-server (see docs/cli.md); ``warble run`` runs a Warble
+on this machine.
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def _server_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     events.add_argument("--count", type=int, default=0, help="stop after N new events")
     events.set_defaults(run=cli_ops.events)
+    job = commands.add_parser("job", help="Warble jobs (admin token)")
+    job_commands = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
+    cancel = job_commands.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a queued job or Warble",
+        description="Cancel a job or Warble that is still queued: it is never sent to a Pi. "
+        "A running or finished one is refused (HTTP 409).",
+    )
+    cancel.add_argument("id", type=int, help="the job's (the Warble's) id")
+    cancel.set_defaults(run=cli_ops.job_cancel)
 
 
 def _warble_server_commands(warble_commands: Any, common: argparse.ArgumentParser) -> None:

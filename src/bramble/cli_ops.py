@@ -1,4 +1,5 @@
-"""The operator commands of ``bramble`` (status, bank, power, events, warble submit/results):
+"""The operator commands of ``bramble`` (status, bank, power, events, job cancel,
+warble submit/results):
 each asks the server and prints a table for people, or the server's JSON with ``--json``."""
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ def power(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         return f"power group {args.group} {args.action}: {answer['message']} (banks {banks})"
 
     _emit(args, answer, text, out)
+    return 0
+
+
+def job_cancel(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    job = client.post(f"/api/v1/jobs/{args.id}/cancel", {})
+    _emit(args, job, lambda: f"job {job['id']} of {job['user']}: {job['state']}", out)
     return 0
 
 

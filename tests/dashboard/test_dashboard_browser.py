@@ -84,11 +84,16 @@ def test_bigpi_map_shows_every_pi_and_updates_live(browser, bigpi):
     print(f"bigpi: first render {render:.2f} s")
 
 
-def test_desk_page_has_no_secret_and_power_needs_the_token(browser, desk):
+def test_desk_page_has_no_secret_and_admin_actions_need_the_token(browser, desk):
+    # no node is up: q's first Warble waits for one, the second stays queued behind it
+    body = {"user": "q", "source": 'PRINT("1")'}
+    ids = [desk.call("POST", "/api/v1/warbles", None, body)[1]["id"] for _ in range(2)]
     open_page(browser, desk)
     assert len(browser.find_elements("css selector", "#map .cell")) == 4
     source = browser.page_source
     assert ADMIN not in source
+    wait_for(browser, lambda d: d.find_elements("id", f"warble-{ids[1]}"), "the queued Warble")
+    assert not browser.find_elements("css selector", "#warbles button.cancel"), "no token"
     browser.find_element("css selector", "#power-form button[value=cycle]").click()
     status = browser.find_element("id", "power-status")
     wait_for(browser, lambda d: "refused" in status.text, "power refused without a token")
@@ -107,6 +112,13 @@ def test_desk_page_has_no_secret_and_power_needs_the_token(browser, desk):
     browser.find_element("css selector", "#power-form button[value=cycle]").click()
     wait_for(browser, lambda d: "relay outlet 1 cycle" in status.text, "power done with the token")
     assert calls == [(1, "cycle")]
+    queued = f"#warble-{ids[1]} button.cancel"
+    wait_for(browser, lambda d: d.find_elements("css selector", queued), "a cancel button")
+    assert not browser.find_elements("css selector", f"#warble-{ids[0]} button.cancel")
+    browser.find_element("css selector", queued).click()
+    item = browser.find_element("id", f"warble-{ids[1]}")
+    wait_for(browser, lambda d: "cancelled" in item.text, "the Warble shows as cancelled")
+    assert desk.call("GET", f"/api/v1/jobs/{ids[1]}", ADMIN)[1]["state"] == "cancelled"
     wait_for(
         browser,
         lambda d: cell(d, 1, 2).get_attribute("data-state") == "booting",

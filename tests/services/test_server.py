@@ -496,6 +496,63 @@ def test_dispatch_fails_clearly_when_no_node_is_idle(tmp_path: Path) -> None:
     run(settings(tmp_path, dispatch={"timeout": 0.3}), scenario)
 
 
+def test_a_queued_job_can_be_cancelled_and_is_never_dispatched(tmp_path: Path) -> None:
+    agent = FakeAgent(MACS[0])
+
+    async def scenario(server: Running, api: Client) -> None:
+        def submit(source: str) -> Awaitable[tuple[int, Any]]:
+            body = {"kind": "warble", "source": source, "user": "op"}
+            return api.call("POST", "/api/v1/jobs", ADMIN, body)
+
+        async def state(job_id: int) -> str:
+            return str((await api.call("GET", f"/api/v1/jobs/{job_id}", ADMIN))[1]["state"])
+
+        try:
+            await agent.start()
+            await api.register(agent.mac, agent.port)
+            await api.post_cpu(agent.mac, 95.0)  # busy: the first job waits for an idle node
+            first = (await submit("say 1"))[1]["id"]
+            second = (await submit("say 2"))[1]["id"]  # queued behind op's first one
+
+            async def first_running() -> bool:
+                return await state(first) == "running"
+
+            await eventually(first_running)
+            assert await state(second) == "queued"
+            cancel = f"/api/v1/jobs/{second}/cancel"
+            assert (await api.call("POST", cancel, None))[0] == 401
+            assert (await api.call("POST", cancel, AGENT))[0] == 403
+            status, body = await api.call("POST", cancel, ADMIN)
+            assert (status, body["state"]) == (200, "cancelled"), body
+            status, body = await api.call("POST", f"/api/v1/jobs/{first}/cancel", ADMIN)
+            assert status == 409
+            assert "running" in body["error"]
+            assert (await api.call("POST", "/api/v1/jobs/999/cancel", ADMIN))[0] == 404
+            await api.post_cpu(agent.mac, 5.0)  # idle now: the first job runs
+
+            async def first_done() -> bool:
+                return await state(first) == "done"
+
+            await eventually(first_done)
+            third = (await submit("say 3"))[1]["id"]
+
+            async def third_done() -> bool:
+                return await state(third) == "done"
+
+            await eventually(third_done)  # op's queue moved on past the cancelled job
+            assert [job["source"] for job in agent.jobs] == ["say 1", "say 3"]
+            assert await state(second) == "cancelled"
+            status, body = await api.call("POST", f"/api/v1/jobs/{first}/cancel", ADMIN)
+            assert status == 409
+            assert "done" in body["error"]
+            _, found = await api.call("GET", "/api/v1/events", ADMIN)
+            assert [e for e in found["events"] if e["kind"] == "cancelled"] != []
+        finally:
+            await agent.stop()
+
+    run(settings(tmp_path, dispatch={"timeout": 3.0}), scenario)
+
+
 def test_server_broadcasts_a_valid_signed_beacon(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
         listener.bind(("127.0.0.1", 0))

@@ -185,13 +185,31 @@ async def submit_job(request: web.Request) -> web.Response:
     return web.json_response({"id": job.id, "state": job.state})
 
 
-async def get_job(request: web.Request) -> web.Response:
+def _job_id(request: web.Request) -> int:
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18:
         raise ApiError(422, "a job id is a positive integer")
-    job = await _server(request).job(int(raw))
+    return int(raw)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    job = await _server(request).job(job_id)
     if job is None:
-        raise ApiError(404, f"no job {raw}")
+        raise ApiError(404, f"no job {job_id}")
+    return web.json_response(job_json(job))
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    job_id = _job_id(request)
+    job = await _server(request).cancel_job(job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id}")
+    if job.state != "cancelled":
+        where = f" on {job.node}" if job.node and job.state == "running" else ""
+        raise ApiError(
+            409, f"job {job_id} is {job.state}{where}; only a queued job can be cancelled"
+        )
     return web.json_response(job_json(job))
 
 
@@ -223,6 +241,16 @@ ROUTES: list[tuple[Route, Handler]] = [
     (Route("GET", f"{V1}/events", "read", "Newest events", query=("limit",)), events),
     (Route("POST", f"{V1}/jobs", "admin", "Submit a Warble job", JobIn), submit_job),
     (Route("GET", f"{V1}/jobs/{{id}}", "admin", "A job's state and result"), get_job),
+    (
+        Route(
+            "POST",
+            f"{V1}/jobs/{{id}}/cancel",
+            "admin",
+            "Cancel a queued job or Warble",
+            conflict="the job is already running or finished",
+        ),
+        cancel_job,
+    ),
     (Route("GET", f"{V1}/openapi.json", "public", "This document"), openapi_doc),
     (Route("GET", "/healthz", "public", "Liveness of the server"), healthz),
     (Route("GET", "/metrics", "metrics", "Prometheus metrics"), prometheus),

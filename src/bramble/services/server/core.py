@@ -343,11 +343,20 @@ class ClusterServer:
         """A job by id."""
         return await self.db(self.store.job, job_id)
 
+    async def cancel_job(self, job_id: int) -> JobRecord | None:
+        """Cancel a queued job (it is never dispatched); the job as it now is, None when
+        there is no such job. A job already running or finished is left as it is."""
+        cancelled = await self.db(self.store.cancel_job, job_id, time.time())
+        job = await self.db(self.store.job, job_id)
+        if cancelled and job is not None:
+            await self.event("cancelled", None, f"job {job_id} of {job.user} cancelled")
+        return job
+
     async def _job_worker(self) -> None:
         while True:
             job_id = await self._jobs.get()
             job = await self.db(self.store.job, job_id)
-            if job is not None:
+            if job is not None and job.state == "queued":
                 try:
                     await self.warble.run(job)
                 except Exception:
@@ -373,8 +382,10 @@ class ClusterServer:
         cfg = self.config.dispatch
         tried: set[str] = set()
         answer: dict[str, Any] | None = None
+        if not await self.db(self.store.claim_job, job.id):
+            job.state = "cancelled"  # cancelled while it waited for its turn
+            return None
         job.state = "running"
-        await self.db(self.store.update_job, job)
         while job.attempts < cfg.attempts:
             node = await self._wait_for_candidate(tried, cfg.timeout if wait is None else wait)
             if node is None:

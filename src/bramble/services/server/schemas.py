@@ -85,6 +85,7 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None
     query: tuple[str, ...] = ()
+    conflict: str | None = None  # when the route can answer 409: why
 
 
 def openapi(routes: list[Route], version: str) -> dict[str, Any]:
@@ -141,6 +142,8 @@ def openapi(routes: list[Route], version: str) -> dict[str, Any]:
         ]
         if params:
             operation["responses"]["404"] = error
+        if route.conflict:
+            operation["responses"]["409"] = {**error, "description": route.conflict}
         paths.setdefault(path, {})[method.lower()] = operation
     schemas["Error"] = {
         "type": "object",

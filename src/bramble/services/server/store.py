@@ -206,6 +206,25 @@ class Store(WarbleTables, ABC):
         fields["user"] = fields.pop("user_name")
         return JobRecord(**fields)
 
+    def cancel_job(self, job_id: int, now: float) -> bool:
+        """Mark the job cancelled if it is still queued; whether it was."""
+        rows = self._execute(
+            "UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled' "
+            "WHERE id = ? AND state = 'queued' RETURNING id",
+            (now, job_id),
+        )
+        self._commit()
+        return bool(rows)
+
+    def claim_job(self, job_id: int) -> bool:
+        """Mark a queued job running (so it can no longer be cancelled); whether it was."""
+        rows = self._execute(
+            "UPDATE jobs SET state = 'running' WHERE id = ? AND state = 'queued' RETURNING id",
+            (job_id,),
+        )
+        self._commit()
+        return bool(rows)
+
     def unfinished_jobs(self) -> list[JobRecord]:
         """Jobs queued or running (to resume after a restart)."""
         rows = self._execute("SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY id")

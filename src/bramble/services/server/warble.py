@@ -201,6 +201,8 @@ class WarbleService:
         async with self._turn(job.user):
             sent = await server.db(server.store.user_values, job.user)
             answer = await server.run_job(job, {"saved": sent}, wait)
+            if job.state == "cancelled":
+                return
             if answer is None and taken_in and job.attempts == 0:
                 job.error = (
                     f"{job.error}; waited {self.config.max_queue_age:g} s (warble.max_queue_age)"

@@ -241,6 +241,13 @@ function renderWarble(w) {
   const head = el("div");
   head.append(el("strong", "", `#${w.id}`), ` ${w.user} · `, el("span", `kind ${w.state}`, w.state),
     w.node ? ` on ${w.node}` : "", w.digits ? ` · ${w.digits} digits of pi` : "");
+  if (w.state === "queued" && token()) {
+    const cancel = el("button", "cancel", "cancel");
+    cancel.type = "button";
+    cancel.title = "cancel this queued Warble (admin token)";
+    cancel.addEventListener("click", () => cancelWarble(w.id));
+    head.append(" ", cancel);
+  }
   const parts = [head];
   if (w.output) parts.push(el("pre", "output", w.output));
   if (w.error) parts.push(el("pre", "error", w.error));
@@ -268,6 +275,20 @@ async function followWarble(id) {
     renderWarble(w);
     if (w.state !== "queued" && w.state !== "running") { loadWarbles(); return; }
     await sleep(1000);
+  }
+}
+
+async function cancelWarble(id) {
+  const status = $("warble-status");
+  try {
+    await api(`/api/v1/jobs/${id}/cancel`, { method: "POST" });
+    renderWarble(await api(`/api/v1/warbles/${id}`));
+    status.textContent = `Warble #${id} cancelled`;
+    status.className = "muted";
+  } catch (e) {
+    status.textContent = e.status === 401 || e.status === 403
+      ? `refused: cancelling needs the admin token (${e.message})` : `not cancelled: ${e.message}`;
+    status.className = "error";
   }
 }
 
