@@ -264,13 +264,18 @@ def test_agents_buffer_through_a_server_restart_and_back_fill_everything(lab: Se
     # the registry survived: every node is known at once, with its first registration time
     assert {m: n["registered_at"] for m, n in lab.nodes().items()} == first
     wait_until("every agent to register again",
-               lambda: lab.registered_events(restarted) == {p[0] for p in PIS}, 5)  # fmt: skip
+               lambda: lab.registered_events(restarted) == {p[0] for p in PIS}, 15)  # fmt: skip
     wait_until("the back-fill", lambda: lab.agent(1)[1]["buffered"] == 0)
-    time.sleep(0.5)  # the server writes in batches every 0.2 s
     health = lab.agent(1)[1]
-    status, node = lab.api("GET", f"/api/v1/nodes/{mac}?history=1000")
-    assert status == 200, node
-    stamps = [s["ts"] for s in node["history"]]
+
+    def stored() -> list[float] | None:
+        # the server writes in batches (every 0.2 s here): wait until the batch is in the store
+        status, node = lab.api("GET", f"/api/v1/nodes/{mac}?history=1000")
+        assert status == 200, node
+        stamps = [s["ts"] for s in node["history"]]
+        return stamps if len(stamps) >= health["accepted"] else None
+
+    stamps = wait_until("the accepted samples in the store", stored, 10)
     assert stamps == sorted(stamps)
     assert health["dropped"] == 0
     # nothing lost: what the agent had accepted is stored (it may have sent one more since)
