@@ -21,7 +21,7 @@ APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp i
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm bench-fleet clean
+.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm bench-fleet lab-down clean
 
 help:
 	@echo "make run    - ansible-playbook site.yml on the default inventory (inventory/lab)"
@@ -93,3 +93,7 @@ clean:
 # Simulated fleets of 1,050 and 10,500 agents against bramble-server on loopback.
 bench-fleet: venv-test
 	$(BIN)/python bench/fleet/fleet.py
+
+# Remove everything the lab made (namespaces, head container, simulators): docs/lab.md.
+lab-down: venv
+	$(BIN)/ansible-playbook playbooks/lab_destroy.yml

@@ -1,0 +1,1 @@
+"""The lab: a simulated bramble cluster on this machine (docs/lab.md)."""

@@ -1,0 +1,204 @@
+"""``bramble-lab``: bring a lab's supervisor up, ask its state, take it down.
+
+    bramble-lab up --model inventory/lab/cluster.yml --name lab --secrets secrets.json
+    bramble-lab status --name lab
+    bramble-lab down --name lab
+
+``up`` and ``down`` print one JSON line ``{"changed": ..., ...}`` (what Ansible reads): ``up``
+changes nothing when the lab's supervisor already runs with the same plan, and restarts it
+when the plan differs; ``down`` stops the supervisor by the PID in its state folder
+(``/run/bramble/lab/<name>/``), which removes its processes and namespaces, then removes any
+namespace of the plan still there and the state folder. Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bramble.lab.plan import STATE_ROOT, LabPlan, build_plan
+from bramble.lab.supervisor import delete_networks, run
+from bramble.labnet import ip, list_netns
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    with contextlib.suppress(OSError):
+        return b"bramble.lab" in cmdline.read_bytes()
+    return False
+
+
+def supervisor_pid(state_dir: Path) -> int | None:
+    """The running supervisor's PID from its state folder, or None."""
+    try:
+        pid = int((state_dir / "supervisor.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((state_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def up(
+    model: Path, name: str, secrets: Path | None, state_root: Path, rom_dhcp_tries: int = 5
+) -> dict[str, Any]:
+    plan = build_plan(model, name, state_root, rom_dhcp_tries)
+    state_dir = Path(plan.state_dir)
+    plan_file = state_dir / "plan.json"
+    pid = supervisor_pid(state_dir)
+    if pid is not None and plan_file.exists() and plan_file.read_text() == plan.to_json():
+        return {"changed": False, "pid": pid, "state_dir": str(state_dir), "plan": plan_dict(plan)}
+    if pid is not None or plan_file.exists():
+        down(name, state_root)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    plan_file.write_text(plan.to_json())
+    argv = [
+        sys.executable,
+        "-m",
+        "bramble.lab",
+        "serve",
+        "--name",
+        name,
+        "--state-root",
+        str(state_root),
+    ]
+    if secrets:
+        argv += ["--secrets", str(secrets)]
+    with (state_dir / "supervisor.log").open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (state_dir / "supervisor.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the lab supervisor exited ({process.returncode}): {tail}")
+        if supervisor_pid(state_dir) == process.pid and read_status(state_dir).get("ready"):
+            return {
+                "changed": True,
+                "pid": process.pid,
+                "state_dir": str(state_dir),
+                "plan": plan_dict(plan),
+            }
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)
+    raise RuntimeError(f"the lab supervisor was not ready within {START_TIMEOUT:.0f} s")
+
+
+def plan_dict(plan: LabPlan) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(plan.to_json())
+    return data
+
+
+def down(name: str, state_root: Path) -> dict[str, Any]:
+    state_dir = state_root / name
+    changed = False
+    pid = supervisor_pid(state_dir)
+    if pid is not None:
+        changed = True
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            # The supervisor leads its own process group (started with start_new_session):
+            # its ROMs, agents and NFS readers are in it too, and go with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    left: list[str] = []
+    plan_file = state_dir / "plan.json"
+    try:
+        plan: LabPlan | None = LabPlan.from_json(plan_file.read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        plan = None
+    if plan is not None:
+        left = delete_networks(plan)
+    # What a lost or older plan file does not name: namespaces by the lab's prefix.
+    for netns in list_netns():
+        if netns.startswith(f"brl-{name}-"):
+            changed = True
+            ip("netns", "del", netns, check=False)
+            if netns in list_netns():
+                left.append(netns)
+    if state_dir.exists():
+        changed = True
+        shutil.rmtree(state_dir)
+    if left:
+        raise RuntimeError(f"namespaces left behind: {', '.join(left)}")
+    return {"changed": changed}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bramble-lab", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("up", help="start the lab (or find it running)")
+    start.add_argument("--model", type=Path, required=True, help="the lab's cluster.yml")
+    start.add_argument("--name", required=True)
+    start.add_argument("--secrets", type=Path, help="JSON: vault variable name -> secret")
+    start.add_argument("--state-root", type=Path, default=STATE_ROOT)
+    start.add_argument(
+        "--rom-dhcp-tries", type=int, default=5, help="DHCP rounds of each simulated ROM"
+    )
+    for command in ("down", "status", "serve"):
+        p = sub.add_parser(command)
+        p.add_argument("--name", required=True)
+        p.add_argument("--state-root", type=Path, default=STATE_ROOT)
+        if command == "serve":
+            p.add_argument("--secrets", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            print(
+                json.dumps(
+                    up(args.model, args.name, args.secrets, args.state_root, args.rom_dhcp_tries)
+                )
+            )
+        elif args.command == "down":
+            print(json.dumps(down(args.name, args.state_root)))
+        elif args.command == "status":
+            print(json.dumps(read_status(args.state_root / args.name)))
+        else:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+            state_dir = args.state_root / args.name
+            plan = LabPlan.from_json((state_dir / "plan.json").read_text())
+            secrets = json.loads(args.secrets.read_text()) if args.secrets else {}
+            return run(plan, secrets)
+    except (RuntimeError, OSError, ValueError) as exc:
+        print(f"bramble-lab: {exc}", file=sys.stderr)
+        return 1
+    return 0

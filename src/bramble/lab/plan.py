@@ -1,0 +1,194 @@
+"""What a lab is made of, derived from the cluster model: names, addresses, Pis, controllers.
+
+Pure functions (no root needed): the supervisor builds what the plan says, tests read it.
+Every name carries the lab's prefix ``brl-<lab>`` so two labs (or a lab and a test) never
+collide, and teardown can find what belongs to a lab by name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bramble.model.cluster import load_cluster
+
+STATE_ROOT = Path("/run/bramble/lab")
+#: Admin-side network of the lab (head's admin interface); nothing else lives there.
+ADMIN_NETWORK = "192.168.42.0/24"
+
+
+@dataclass(frozen=True)
+class LabPi:
+    """One simulated Pi: where it sits, its identity and its namespace."""
+
+    name: str
+    bank: int
+    slot: int
+    ip: str
+    mac: str
+    serial: str
+    netns: str
+    power_group: int
+    switch: str | None = None
+    switch_port: int | None = None
+
+
+@dataclass(frozen=True)
+class LabController:
+    """A simulated power controller on a lab address."""
+
+    name: str
+    driver: str
+    address: str
+    port: int
+    outlets: int
+    credentials: str | None
+
+
+@dataclass(frozen=True)
+class LabSwitch:
+    """A simulated managed switch: its SNMP agent serves the MAC table (port -> MAC)."""
+
+    name: str
+    address: str
+    community: str | None
+
+
+@dataclass
+class LabPlan:
+    """Everything one lab holds."""
+
+    name: str
+    prefix: str
+    state_dir: str
+    cluster_netns: str
+    head_netns: str
+    devices_netns: str
+    head_address: str
+    prefix_length: int
+    cluster_interface: str
+    admin_interface: str
+    admin_address: str
+    control_interface: str
+    control_address: str
+    rom_dhcp_tries: int = 5
+    device_addresses: list[str] = field(default_factory=list)
+    switches: list[LabSwitch] = field(default_factory=list)
+    controllers: list[LabController] = field(default_factory=list)
+    # power group id -> (controller name, outlet)
+    groups: dict[int, tuple[str, int]] = field(default_factory=dict)
+    pis: list[LabPi] = field(default_factory=list)
+
+    @property
+    def namespaces(self) -> list[str]:
+        """Every namespace of the lab, the bridge's first."""
+        return [self.cluster_netns, self.head_netns, self.devices_netns] + [
+            pi.netns for pi in self.pis
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LabPlan:
+        data: dict[str, Any] = json.loads(text)
+        data["controllers"] = [LabController(**c) for c in data["controllers"]]
+        data["pis"] = [LabPi(**p) for p in data["pis"]]
+        data["switches"] = [LabSwitch(**w) for w in data.get("switches", [])]
+        data["groups"] = {int(k): (v[0], int(v[1])) for k, v in data["groups"].items()}
+        return cls(**data)
+
+
+def lab_serial(bank: int, slot: int) -> str:
+    """A deterministic Pi 3B+ serial for a lab slot (8 hex digits, unique per slot)."""
+    return f"1a{bank:03x}{slot:03x}"
+
+
+def lab_mac(serial: str) -> str:
+    """A Pi 3B+ MAC: ``b8:27:eb`` and the low three bytes of the serial."""
+    low = serial[-6:]
+    return "b8:27:eb:" + ":".join(low[i : i + 2] for i in range(0, 6, 2))
+
+
+DEFAULT_PORTS = {"http_relay": 80, "synaccess": 23, "snmp_pdu": 161, "poe_snmp": 161}
+
+
+def build_plan(
+    model_file: str | Path, name: str, state_root: Path = STATE_ROOT, rom_dhcp_tries: int = 5
+) -> LabPlan:
+    """The lab for the cluster model at ``model_file`` (its cluster.yml).
+
+    ``rom_dhcp_tries``: DHCP rounds of each simulated ROM before it gives up (a Pi 3B+ tries 5).
+    """
+    cluster = load_cluster(model_file)
+    model = cluster.model
+    network = ipaddress.ip_network(str(model.network.cidr))
+    prefix = f"brl-{name}"
+    controllers = [
+        LabController(
+            name=c.name,
+            driver=str(c.driver),
+            address=str(c.address),
+            port=int(c.port or DEFAULT_PORTS.get(str(c.driver), 0)),
+            outlets=int(c.outlets or 8),
+            credentials=c.credentials,
+        )
+        for c in model.controllers
+        if c.address
+    ]
+    groups: dict[int, tuple[str, int]] = {}
+    bank_group: dict[int, int] = {}
+    for group in model.power.groups:
+        groups[group.id] = (group.controller, int(group.outlet))
+        for bank in group.banks:
+            bank_group[bank] = group.id
+    addresses = [c.address for c in controllers]
+    addresses += [str(s.address) for s in model.switches if s.address]
+    pis = []
+    for pi in cluster.pis:
+        serial = lab_serial(pi.bank, pi.slot)
+        pis.append(
+            LabPi(
+                name=pi.name,
+                bank=pi.bank,
+                slot=pi.slot,
+                ip=pi.ip,
+                mac=lab_mac(serial),
+                serial=serial,
+                netns=f"{prefix}-b{pi.bank}s{pi.slot}",
+                power_group=bank_group.get(pi.bank, 0),
+                switch=pi.switch,
+                switch_port=pi.switch_port,
+            )
+        )
+    admin = ipaddress.ip_network(ADMIN_NETWORK)
+    switches = [
+        LabSwitch(name=w.name, address=str(w.address), community=w.credentials)
+        for w in model.switches
+        if w.address
+    ]
+    return LabPlan(
+        name=name,
+        prefix=prefix,
+        state_dir=str(state_root / name),
+        cluster_netns=f"{prefix}-net",
+        head_netns=f"{prefix}-head",
+        devices_netns=f"{prefix}-dev",
+        head_address=str(model.head.address or next(network.hosts())),
+        prefix_length=network.prefixlen,
+        cluster_interface=model.head.interfaces.cluster,
+        admin_interface=model.head.interfaces.admin or "eth0",
+        admin_address=f"{admin.network_address + 1}/{admin.prefixlen}",
+        control_interface=f"brl{zlib.crc32(prefix.encode()):08x}"[:15],
+        control_address=f"{network.broadcast_address - 1}/{network.prefixlen}",
+        rom_dhcp_tries=rom_dhcp_tries,
+        device_addresses=sorted(set(addresses)),
+        switches=switches,
+        controllers=controllers,
+        groups=groups,
+        pis=pis,
+    )
