@@ -307,10 +307,33 @@ ETH_P_IP = 0x0800
 MAX_CAPTURE_SECONDS = 600
 
 
+def placed_macs(
+    targets: list[Any], existing: list[Any], sightings: list[Any]
+) -> tuple[set[str], set[str]]:
+    """MACs already placed in the wanted slots, and MACs placed in other slots (by the MAC
+    file or by an earlier source of this run, e.g. the switch's table)."""
+    wanted = set(targets)
+    placed = [(normalize_mac(e.mac), (e.bank, e.slot)) for e in existing]
+    placed += [(normalize_mac(s.mac), s.position) for s in sightings if s.position]
+    known = {mac for mac, slot in placed if slot in wanted}
+    return known, {mac for mac, slot in placed if slot not in wanted} - known
+
+
 def capture(
-    module: AnsibleModule, tally: Any, model: str, known: set[str], expected: int
+    module: AnsibleModule,
+    tally: Any,
+    model: str,
+    *,
+    known: set[str],
+    foreign: set[str],
+    expected: int,
 ) -> list[Any]:
-    """DHCPDISCOVERs on capture_interface for at most capture_seconds (a raw socket)."""
+    """DHCPDISCOVERs on capture_interface for at most capture_seconds (a raw socket).
+
+    With capture_until_complete it ends early once every MAC known for the wanted slots was
+    seen and, when some wanted slots have no known MAC yet, as many new MACs as there are wanted
+    slots, not counting MACs placed in other slots (other banks powered at the same time send
+    DISCOVERs too)."""
     params = module.params
     seconds = float(params["capture_seconds"])
     if not 0 < seconds <= MAX_CAPTURE_SECONDS:
@@ -332,7 +355,8 @@ def capture(
                 continue
             found.append(sighting)
             macs.add(sighting.mac)
-            if params["capture_until_complete"] and len(macs) >= expected and known <= macs:
+            enough = len(known) >= expected or len(macs - foreign) >= expected
+            if params["capture_until_complete"] and enough and known <= macs:
                 break
     finally:
         sock.close()
@@ -588,9 +612,10 @@ def collect(
         if source in needs and not params[needs[source]]:
             module.fail_json(msg=f"source {source} needs {needs[source]}")
         if source == "dhcp":
-            wanted = set(targets)
-            known = {normalize_mac(e.mac) for e in existing if (e.bank, e.slot) in wanted}
-            sightings += capture(module, tally, pi_model, known, len(targets))
+            known, foreign = placed_macs(targets, existing, sightings)
+            sightings += capture(
+                module, tally, pi_model, known=known, foreign=foreign, expected=len(targets)
+            )
         elif source == "log":
             text = read_text(module, params["log_file"], "dnsmasq log")
             sightings += sightings_from_log(text.splitlines(), tally, **flags)
