@@ -41,6 +41,20 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout``: one process we started, by its PID."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(timeout)
+    return process.returncode
+
+
 def list_netns() -> list[str]:
     """Names of the named network namespaces (``ip netns list``)."""
     try:
@@ -193,15 +207,7 @@ class LabNet:
 
     def stop(self, process: subprocess.Popen[Any], timeout: float = 5.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait(timeout)
+        stop_process(process, timeout)
         if process in self._processes:
             self._processes.remove(process)
         return process.returncode

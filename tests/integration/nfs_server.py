@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from bramble.labnet import stop_process
 from cluster_helpers import run_tool
 
 START_TIMEOUT = 20.0
@@ -54,17 +54,6 @@ def render_ganesha(tmp: Path, inventory: Path, export: Path, **variables: Any) -
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return tmp / "etc" / "ganesha" / "ganesha.conf"
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 10 s: only this process, by PID."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def wait_for(what: str, ready: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
@@ -125,4 +114,4 @@ def ganesha(namespace: str, config: Path, log: Path, address: str) -> Iterator[N
     finally:
         for process in reversed(processes):
             with contextlib.suppress(Exception):
-                stop(process)
+                stop_process(process, timeout=10)

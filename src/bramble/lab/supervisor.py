@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bramble.lab.plan import LabController, LabPi, LabPlan
-from bramble.labnet import enter_netns, ip, list_netns
+from bramble.labnet import enter_netns, ip, list_netns, stop_process
 from bramble.sim import pirom
 from bramble.sim.power import Outlets, ThreadedSim
 
@@ -136,19 +136,6 @@ def delete_networks(plan: LabPlan) -> list[str]:
     if Path(f"/sys/class/net/{plan.control_interface}").exists():
         left.append(f"interface {plan.control_interface}")
     return left
-
-
-def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL: one process we started, by its PID."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(timeout)
 
 
 @dataclass
