@@ -1,4 +1,4 @@
-"""The bramble_progress stdout callback: per-bank stages from results, and a real site.yml run."""
+"""The bramble_progress stdout callback: per-bank stages from results, and a real run on the lab."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_site_on_the_lab_prints_tasks_not_hosts_and_ends_with_the_report(tmp_pat
     run = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
-            "site.yml",
+            "playbooks/model.yml",
             "-e",
             f"cluster_report_dir={tmp_path}",
         ],

@@ -1,4 +1,5 @@
-"""site.yml on real inventories, and the roles' argument specs."""
+"""playbooks/model.yml (validate + report, what site.yml starts and ends with) on real
+inventories, and the roles' argument specs."""
 
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ def _recap(output: str) -> dict[str, int]:
 
 
 def _site(run, *args: str | Path):
-    return run("ansible-playbook", "site.yml", *args)
+    return run("ansible-playbook", "playbooks/model.yml", *args)
 
 
 @pytest.fixture(scope="module")
 def lab_report(ansible_run, tmp_path_factory):
-    """site.yml on the lab, rendered into a fresh folder: (folder, first run)."""
+    """playbooks/model.yml on the lab, rendered into a fresh folder: (folder, first run)."""
     folder = tmp_path_factory.mktemp("lab") / "report"
     return folder, _site(ansible_run, "-e", f"cluster_report_dir={folder}")
 

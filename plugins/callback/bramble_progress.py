@@ -27,8 +27,8 @@ description:
     C(bank_power) with C(wait_for=agent_registered). A bank's size is the number of hosts in
     its C(bankNN) group.
   - The per-bank table is printed at the end of each play that touched a bank; the messages of
-    C(debug) tasks tagged C(cluster_report) or C(bank_report) are printed at the end, as the
-    cluster report, before the recap.
+    C(debug) tasks tagged C(cluster_report), C(bank_report) or C(lab_report) are printed at
+    the end, as the cluster report, before the recap.
   - With -v or more, the default callback's output is used unchanged.
 extends_documentation_fragment:
   - default_callback
@@ -37,7 +37,7 @@ requirements:
 """
 
 BANK_GROUP = re.compile(r"^bank(\d+)$")
-REPORT_TAGS = {"cluster_report", "bank_report"}
+REPORT_TAGS = {"cluster_report", "bank_report", "lab_report"}
 STAGES = ("powered", "dhcp_seen", "booted", "registered")
 
 

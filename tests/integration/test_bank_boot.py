@@ -29,7 +29,7 @@ from bramble.sim.rack import Rack, RackPi
 from bramble.sim.snmpagent import SnmpSim
 from cluster_helpers import BIN, ROOT, mac_of, serial_of
 from integration.conftest import HEAD_IP, missing_requirements
-from test_bank_playbook import run_bank
+from test_bank_playbook import named, run_bank
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -160,7 +160,7 @@ def results(tasks: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [
         dict(res)
         for task in tasks
-        if task["task"]["name"] == name
+        if named(task, name)
         for res in task["hosts"].values()
         if not res.get("skipped")
     ]
