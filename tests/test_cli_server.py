@@ -143,12 +143,12 @@ def test_warble_submit_waits_for_the_output_and_results_list_it(desk, capsys, tm
         desk.run(runner.cleanup())
 
 
-def test_job_cancel_needs_the_token_and_refuses_a_running_job(desk, capsys, token_file):
+def test_job_cancel_needs_the_token_and_cancels_until_an_agent_has_it(desk, capsys, token_file):
     # no node is up: ada's first Warble waits for one, her second stays queued behind it
     body = {"user": "ada", "source": 'PRINT("1")'}
     first, second = (desk.call("POST", "/api/v1/warbles", None, body)[1]["id"] for _ in range(2))
     deadline = time.monotonic() + 10
-    while desk.call("GET", f"/api/v1/jobs/{first}", ADMIN)[1]["state"] != "running":
+    while desk.call("GET", f"/api/v1/jobs/{first}", ADMIN)[1]["state"] != "waiting":
         assert time.monotonic() < deadline, "the first Warble never started waiting"
         time.sleep(0.05)
     assert main(["job", "cancel", str(second), "--server", desk.url]) == 1
@@ -158,11 +158,25 @@ def test_job_cancel_needs_the_token_and_refuses_a_running_job(desk, capsys, toke
     assert capsys.readouterr().out == f"job {second} of ada: cancelled\n"
     assert main([*argv, "--json"]) == 0  # cancelling again changes nothing
     assert json.loads(capsys.readouterr().out)["state"] == "cancelled"
-    argv[2] = str(first)
+    argv[2] = str(first)  # waiting for an idle node, not on an agent yet: cancellable
+    assert main(argv) == 0
+    assert capsys.readouterr().out == f"job {first} of ada: cancelled\n"
+    runner, port = desk.run(fake_agent("done"))
+    try:
+        node = next(iter(desk.running.server.model.values()))
+        desk.register(node.mac, port=port)
+        desk.telemetry(node.mac, cpu=1.0)
+        third = desk.call("POST", "/api/v1/warbles", None, body)[1]["id"]
+        while desk.call("GET", f"/api/v1/jobs/{third}", ADMIN)[1]["state"] != "done":
+            assert time.monotonic() < deadline + 10, "the third Warble never ran"
+            time.sleep(0.05)
+    finally:
+        desk.run(runner.cleanup())
+    argv[2] = str(third)
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "HTTP 409" in err
-    assert "only a queued job can be cancelled" in err
+    assert "only a queued or waiting job can be cancelled" in err
     assert ADMIN not in err
 
 

@@ -6,16 +6,21 @@ Figures (docs/benchmarks.md, "Cluster services"), each with its baseline from th
   samples lost (sampled by the agents minus rows in the server's store; goal 0), post
   latency p50/p99, server CPU (share of one core); baseline: the 1,050 fleet for the 10,500;
 - health sweep: 1,050 agents of which 5% are dead (they accept the connection and never
-  answer, like a hung Pi), swept by the server's own ``health.sweep`` (goal <= 2 s) against
-  a sequential sweep with the same timeout;
+  answer, like a hung Pi), swept by the server's own ``health.sweep`` and connector: the
+  periodic sweep on kept-alive connections with the last misses first (goal <= 2 s), the
+  first sweep on new connections, and a sweep without the misses first; against a
+  sequential sweep with the same timeout;
 - re-registration after a server restart: share of the fleet registered again within two
   beacon intervals of the restarted server's first beacon (goal >= 99%); baseline: the
   fleet's first (cold) registration in the same run;
 - batched against row-by-row telemetry writes into the server's SQLite store.
 
-The agents are the real ``bramble.services.agent`` classes (Agent, ServerClient, the HTTP
-app, the beacon listener), many per process (``--workers`` processes), with a constant
-fake sampler; the server is ``python -m bramble.services.server.main`` in its own process.
+The agents are the real ``bramble.services.agent`` classes (Agent, the beacon listener;
+ServerClient and the agent's HTTP app with ``--aiohttp-agents``), many per process
+(``--workers`` processes), with a constant fake sampler; by default their HTTP is
+``bramble.sim.fleet_http``'s, a fraction of aiohttp's CPU per request, so that the
+figures are the server's, not the simulator's; the server is
+``python -m bramble.services.server.main`` in its own process.
 Everything runs on loopback (agents on 127.20.x.y, the beacon broadcast to
 127.255.255.255), in a temporary folder removed at the end; every wait is bounded, and the
 script stops by itself.
@@ -30,6 +35,8 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import faulthandler
+import functools
 import json
 import logging
 import os
@@ -53,7 +60,7 @@ import psutil
 from aiohttp import web
 
 from bramble.services.agent.agent import Agent, AgentSettings, listen_for_beacons
-from bramble.services.agent.client import Registration, ServerClient
+from bramble.services.agent.client import ServerClient
 from bramble.services.agent.http import JobLimits, make_app
 from bramble.services.agent.identity import Identity
 from bramble.services.agent.sampler import Sample
@@ -61,6 +68,7 @@ from bramble.services.beacon import BeaconVerifier
 from bramble.services.server import health
 from bramble.services.server.records import Sample as StoredSample
 from bramble.services.server.store import SqliteStore
+from bramble.sim.fleet_http import HealthResponder, LeanClient, TimedClient
 
 CLUSTER = "fleet"
 AGENT_PORT = 8471
@@ -84,26 +92,6 @@ class ConstantSampler:
         return Sample(time.time(), 10.0, 30.0, 600_000_000, 40.0, 48.0)
 
 
-class TimedClient(ServerClient):
-    """ServerClient that records post latencies and registration times (wall clock)."""
-
-    def __init__(self, session: aiohttp.ClientSession, token: str) -> None:
-        super().__init__(session, token, timeout=30.0)
-        self.latencies: list[float] = []
-        self.registered: list[tuple[str, float]] = []
-
-    async def post_samples(self, base: str, mac: str, samples: list[Sample]) -> int:
-        started = time.perf_counter()
-        accepted = await super().post_samples(base, mac, samples)
-        self.latencies.append(time.perf_counter() - started)
-        return accepted
-
-    async def register(self, base: str, identity: Identity, agent_port: int) -> Registration:
-        answer = await super().register(base, identity, agent_port)
-        self.registered.append((identity.mac, time.time()))
-        return answer
-
-
 # --- worker: many agents in one process -----------------------------------------------------
 
 
@@ -118,19 +106,24 @@ class WorkerPlan:
     beacon_port: int
     http: bool  # serve each agent's HTTP API (health sweep); dead ones hang
     seed: int = 1
+    lean: bool = True  # bramble.sim.fleet_http at the agents' end; False: aiohttp
 
 
 class _Hang(asyncio.Protocol):
     """A dead agent: the connection is accepted and nothing is ever answered."""
 
 
-async def serve_agents(agents: list[Agent], token: str, dead: set[int]) -> list[Any]:
+async def serve_agents(agents: list[Agent], token: str, dead: set[int], *, lean: bool) -> list[Any]:
     loop = asyncio.get_running_loop()
     servers: list[Any] = []
     for index, agent in enumerate(agents):
         address = agent.identity.ip
         if index in dead:
             servers.append(await loop.create_server(_Hang, address, AGENT_PORT))
+            continue
+        if lean:
+            responder = functools.partial(HealthResponder, token, agent.health)
+            servers.append(await loop.create_server(responder, address, AGENT_PORT))
             continue
         runner = web.AppRunner(make_app(agent, token, JobLimits()), access_log=None)
         await runner.setup()
@@ -143,14 +136,20 @@ async def run_worker(plan: WorkerPlan) -> dict[str, Any]:
     rng = random.Random(plan.seed)  # noqa: S311 - which agents are dead, not a secret
     connector = aiohttp.TCPConnector(limit=1000)
     async with aiohttp.ClientSession(connector=connector) as session:
-        client = TimedClient(session, plan.token)
+        client = TimedClient(session, plan.token, 30.0, [], [])
         settings = AgentSettings(
             AGENT_PORT, plan.interval, 60.0, 720, register_spread=1.0, sample_in_thread=False
         )
+        clients: list[ServerClient] = [
+            LeanClient(plan.token, 30.0, client.latencies, client.registered) if plan.lean
+            else client
+            for _ in range(plan.count)
+        ]  # fmt: skip
         agents = [
-            Agent(identity(i), client, ConstantSampler(), settings, rng=random.Random(i))  # noqa: S311
+            Agent(identity(i), clients[i - plan.first], ConstantSampler(), settings,
+                  rng=random.Random(i))  # noqa: S311
             for i in range(plan.first, plan.first + plan.count)
-        ]
+        ]  # fmt: skip
         beacons: list[float] = []
         dead: set[int] = set()
         transport = None
@@ -159,7 +158,7 @@ async def run_worker(plan: WorkerPlan) -> dict[str, Any]:
         try:
             if plan.http:
                 dead = set(rng.sample(range(plan.count), round(plan.count * DEAD_SHARE)))
-                servers = await serve_agents(agents, plan.token, dead)
+                servers = await serve_agents(agents, plan.token, dead, lean=plan.lean)
             if plan.key_file:
                 key = Path(plan.key_file).read_bytes().strip()
                 verifier = BeaconVerifier(key, CLUSTER)
@@ -196,6 +195,9 @@ async def run_worker(plan: WorkerPlan) -> dict[str, Any]:
                     await server.cleanup()
                 else:
                     server.close()
+            for each in clients:
+                if isinstance(each, LeanClient):
+                    each.close()
         return {
             "sampled": sum(a.stats.sampled for a in agents),
             "accepted": sum(a.stats.accepted for a in agents),
@@ -315,13 +317,16 @@ class Fleet:
         with contextlib.closing(sqlite3.connect(self.work / "server.db")) as db:
             return int(db.execute("SELECT count(*) FROM samples").fetchone()[0])
 
-    def workers(self, count: int, duration: float, *, beacons: bool, http: bool) -> Workers:
+    def workers(
+        self, count: int, duration: float, *, beacons: bool, http: bool, lean: bool
+    ) -> Workers:
         plans, first = [], 0
         for number in range(count):
             size = self.size // count + (1 if number < self.size % count else 0)
             plans.append(WorkerPlan(
                 first, size, self.telemetry_interval, duration, self.token,
                 str(self.key_file) if beacons else None, self.beacon_port, http, seed=number + 1,
+                lean=lean,
             ))  # fmt: skip
             first += size
         return Workers(plans)
@@ -383,7 +388,7 @@ def telemetry(args: argparse.Namespace, work: Path, size: int) -> dict[str, Any]
     """One fleet posting for ``args.telemetry_seconds``; then drained and counted."""
     fleet = Fleet(work / f"telemetry-{size}", size, args.beacon_interval, args.interval)
     workers = fleet.workers(args.workers if size > 2000 else 1, args.telemetry_seconds,
-                            beacons=True, http=False)  # fmt: skip
+                            beacons=True, http=False, lean=args.lean)  # fmt: skip
     try:
         fleet.start_server()
         workers.start()
@@ -411,6 +416,7 @@ def telemetry(args: argparse.Namespace, work: Path, size: int) -> dict[str, Any]
         "p50_ms": 1000 * percentile(latencies, 0.50),
         "p99_ms": 1000 * percentile(latencies, 0.99),
         "server_cpu_share": cpu,
+        "server_cpu_ms_per_post": 1000 * cpu * wall / max(1, len(latencies)),
         "agents_cpu_share": agents_cpu,
         "agent_failures": result["failures"],
     }
@@ -418,7 +424,8 @@ def telemetry(args: argparse.Namespace, work: Path, size: int) -> dict[str, Any]
         f"telemetry {size:>6,} agents: {figure['sampled']:,} sampled, {stored:,} stored, "
         f"lost {figure['lost']:,} (goal 0); {figure['posts_per_s']:.0f} posts/s, p50 "
         f"{figure['p50_ms']:.1f} ms, p99 {figure['p99_ms']:.1f} ms; server CPU "
-        f"{100 * cpu:.0f}% of a core (simulated agents: {100 * agents_cpu:.0f}%)",
+        f"{100 * cpu:.0f}% of a core, {figure['server_cpu_ms_per_post']:.2f} ms a post "
+        f"(simulated agents: {100 * agents_cpu:.0f}%); load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     return figure
@@ -426,40 +433,58 @@ def telemetry(args: argparse.Namespace, work: Path, size: int) -> dict[str, Any]
 
 @dataclass
 class Sweeps:
-    """The timings of ``_sweeps``: wall and the sweeping process's CPU seconds."""
+    """The timings of ``_sweeps``: wall and the sweeping process's CPU seconds per sweep."""
 
     concurrent: dict[str, bool]
-    concurrent_s: float
-    concurrent_cpu_s: float
-    warm_s: float  # the same sweep again on the same session (kept-alive connections)
-    warm_cpu_s: float
-    sequential: dict[str, bool]
-    sequential_s: float
+    seconds: dict[str, float]  # cold, warm, warm_unordered
+    cpu_s: dict[str, float]
+    sequential: dict[str, tuple[bool, float]]  # a sample: verdict and seconds per check
 
 
 async def _sweeps(
     targets: list[tuple[str, str]], token: str, timeout: float, sequential_count: int
 ) -> Sweeps:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-        timings = []
-        for _ in range(2):  # cold (new connections), then warm like the server's next sweep
+    """As the server sweeps: its connector, its concurrency (256), the last misses first."""
+    connector = health.connector(256, interval=10.0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        seconds: dict[str, float] = {}
+        cpu_s: dict[str, float] = {}
+        concurrent: dict[str, bool] = {}
+        for name in ("cold", "warm", "warm_unordered"):
+            # cold: new connections, nobody suspect; warm: the next sweep, on kept-alive
+            # connections, the agents that missed checked first; warm_unordered: the same
+            # without putting them first (the dead then wait behind the live)
+            suspects = {m for m, ok in concurrent.items() if not ok} if name == "warm" else ()
             began, cpu = time.monotonic(), time.process_time()
-            concurrent = await health.sweep(session, targets, token, timeout, 256)
-            timings.append((time.monotonic() - began, time.process_time() - cpu))
-        began = time.monotonic()
+            result = await health.sweep(session, targets, token, timeout, 256, suspects=suspects)
+            seconds[name], cpu_s[name] = time.monotonic() - began, time.process_time() - cpu
+            concurrent = concurrent or result
         sequential = {}
-        for mac, url in targets[:sequential_count]:
-            sequential[mac] = await health.check_one(session, url, token, timeout, mac)
-        (cold_s, cold_cpu), (warm_s, warm_cpu) = timings
-        return Sweeps(
-            concurrent, cold_s, cold_cpu, warm_s, warm_cpu, sequential, time.monotonic() - began
-        )
+        for mac, url in targets[:: max(1, -(-len(targets) // sequential_count))]:
+            began = time.monotonic()
+            ok = await health.check_one(session, url, token, timeout, mac)
+            sequential[mac] = ok, time.monotonic() - began
+        return Sweeps(concurrent, seconds, cpu_s, sequential)
+
+
+def sequential_estimate(sweeps: Sweeps, timeout: float) -> float:
+    """The sequential sweep of every target: all of them when all were measured, else the
+    sample's mean time per live and per dead check times their counts in the fleet."""
+    sample, verdicts = sweeps.sequential, sweeps.concurrent
+    if len(sample) == len(verdicts):
+        return sum(seconds for _, seconds in sample.values())
+    total = 0.0
+    for alive in (True, False):
+        times = [seconds for ok, seconds in sample.values() if ok is alive]
+        mean = sum(times) / len(times) if times else (0.0 if alive else timeout)
+        total += mean * sum(ok is alive for ok in verdicts.values())
+    return total
 
 
 def health_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """The server's sweep over 1,050 agents, 5% of them hung, against a sequential one."""
     fleet = Fleet(work / "health", 1050, args.beacon_interval, args.interval)
-    workers = fleet.workers(args.workers, 3600, beacons=False, http=True)
+    workers = fleet.workers(args.workers, 3600, beacons=False, http=True, lean=args.lean)
     try:
         workers.start()
         targets = [(identity(i).mac, f"http://{identity(i).ip}:{AGENT_PORT}/health")
@@ -467,38 +492,43 @@ def health_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         agents_cpu, load = workers.cpu(), os.getloadavg()[0]
         run = asyncio.run(_sweeps(targets, fleet.token, args.health_timeout, args.sequential))
         agents_cpu = workers.cpu() - agents_cpu  # serving all three sweeps
-        sequential_s = run.sequential_s * len(targets) / min(len(targets), args.sequential)
+        sequential_s = sequential_estimate(run, args.health_timeout)
         for process in workers.processes:  # stops serving, reports which agents were dead
             process.terminate()
         dead = set(workers.results(timeout=60)["dead"])
     finally:
         workers.stop()
-    concurrent = run.concurrent
+    concurrent, secs, cpu = run.concurrent, run.seconds, run.cpu_s
     figure = {
         "agents": fleet.size,
         "dead": len(dead),
         "found_dead": sum(not ok for ok in concurrent.values()),
         "every_dead_found": all(not concurrent[mac] for mac in dead),
         "timeout_s": args.health_timeout,
-        "concurrent_s": run.concurrent_s,
-        "concurrent_cpu_s": run.concurrent_cpu_s,
-        "warm_s": run.warm_s,
-        "warm_cpu_s": run.warm_cpu_s,
+        "lean_agents": args.lean,
+        "sweep_s": secs["warm"],  # the server's periodic sweep: the figure
+        "sweep_cpu_s": cpu["warm"],
+        "cold_s": secs["cold"],
+        "cold_cpu_s": cpu["cold"],
+        "unordered_s": secs["warm_unordered"],
         "agents_cpu_s": agents_cpu,
         "load": load,
         "sequential_s": sequential_s,
-        "ratio": sequential_s / run.concurrent_s,
-        "sequential_measured": min(fleet.size, args.sequential),
-        "agree": all(concurrent[mac] == ok for mac, ok in run.sequential.items()),
+        "ratio": sequential_s / secs["warm"],
+        "cold_ratio": sequential_s / secs["cold"],
+        "sequential_measured": len(run.sequential),
+        "agree": all(concurrent[mac] == ok for mac, (ok, _) in run.sequential.items()),
     }
     print(
         f"health sweep of {fleet.size:,} agents, {figure['dead']} dead, "
         f"{figure['found_dead']} found dead (timeout {args.health_timeout:g} s, load "
-        f"{load:.1f}): {run.concurrent_s:.2f} s (goal <= 2 s; sweeper CPU "
-        f"{run.concurrent_cpu_s:.2f} s), again on kept-alive connections {run.warm_s:.2f} s "
-        f"(CPU {run.warm_cpu_s:.2f} s); agents' CPU for all sweeps {agents_cpu:.1f} s; "
+        f"{load:.1f}, {'lean' if args.lean else 'aiohttp'} agents): {secs['warm']:.2f} s "
+        f"(goal <= 2 s; sweeper CPU {cpu['warm']:.2f} s); the first sweep, new connections: "
+        f"{secs['cold']:.2f} s (CPU {cpu['cold']:.2f} s); without the last misses first: "
+        f"{secs['warm_unordered']:.2f} s; agents' CPU for all sweeps {agents_cpu:.1f} s; "
         f"sequential {sequential_s:.1f} s ({figure['sequential_measured']:,} measured); "
-        f"ratio {figure['ratio']:.0f}; same verdicts: {figure['agree']}",
+        f"ratio {figure['ratio']:.0f} (first sweep {figure['cold_ratio']:.0f}); "
+        f"same verdicts: {figure['agree']}",
         flush=True,
     )
     return figure
@@ -511,7 +541,7 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
     settle, outage, after = (2, 1, 2) if args.quick else (4, 3, 4)
     settle, outage, after = settle * interval, outage * interval, after * interval
     workers = fleet.workers(args.workers if size > 2000 else 1, settle + outage + after + 5,
-                            beacons=True, http=False)  # fmt: skip
+                            beacons=True, http=False, lean=args.lean)  # fmt: skip
     try:
         fleet.start_server()
         workers.start()
@@ -520,9 +550,10 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         stopped = time.time()
         time.sleep(outage)
         fleet.start_server()
-        cpu0, wall0 = fleet.server_cpu(), time.monotonic()
+        cpu0, agents0, wall0 = fleet.server_cpu(), workers.cpu(), time.monotonic()
         time.sleep(after)
         server_cpu, server_wall = fleet.server_cpu() - cpu0, time.monotonic() - wall0
+        agents_cpu = workers.cpu() - agents0
         result = workers.results(timeout=settle + outage + after + 5 + DRAIN_TIMEOUT + 300)
     finally:
         workers.stop()
@@ -552,6 +583,11 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         "cold_p99_s": percentile(cold_times, 0.99),
         "restart_p99_s": percentile(back_times, 0.99),
         "server_cpu_share": server_cpu / server_wall,  # while the fleet came back
+        "agents_cpu_share": agents_cpu / server_wall,
+        # registrations in each second after the restarted server's first beacon
+        "restart_per_s": [
+            sum(1 for t in back_times if second <= t < second + 1) for second in range(int(after))
+        ],
         "load": os.getloadavg()[0],
     }
     print(
@@ -559,8 +595,9 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         f"intervals ({window:g} s) of the restarted server's first beacon (goal >= 99%), p99 "
         f"{figure['restart_p99_s']:.2f} s; cold start: {100 * cold / size:.1f}%, p99 "
         f"{figure['cold_p99_s']:.2f} s; restarted server's CPU "
-        f"{100 * figure['server_cpu_share']:.0f}% of a core over {server_wall:.0f} s; load "
-        f"{figure['load']:.1f}",
+        f"{100 * figure['server_cpu_share']:.0f}% of a core over {server_wall:.0f} s (simulated "
+        f"agents {100 * figure['agents_cpu_share']:.0f}%); load {figure['load']:.1f}; "
+        f"registered per second after that beacon: {figure['restart_per_s']}",
         flush=True,
     )
     return figure
@@ -624,9 +661,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--sequential",
         type=int,
         default=1050,
-        help="agents in the sequential baseline sweep (scaled to 1,050)",
+        help="agents in the sequential baseline sweep (an even sample, scaled to the fleet)",
     )
     parser.add_argument("--workers", type=int, default=2, help="agent processes for big fleets")
+    parser.add_argument(
+        "--aiohttp-agents",
+        dest="lean",
+        action="store_false",
+        help="simulated agents speak HTTP through aiohttp like a Pi's agent (costs the "
+        "simulator more CPU per request than the server) instead of bramble.sim.fleet_http",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -641,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         logging.basicConfig(level=logging.ERROR)  # a fleet's worth of "server unreachable"
         plan = WorkerPlan(**json.loads(args.worker))
+        # a worker still running well after its plan: where it is, on stderr
+        faulthandler.dump_traceback_later(plan.duration + DRAIN_TIMEOUT + 240, exit=True)
         print(json.dumps(asyncio.run(run_worker(plan))), flush=True)
         return 0
     # SIGTERM unwinds like an error, so the server and workers are stopped and the folder goes
@@ -648,7 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.figures.split(","))
     sizes = [int(s) for s in args.sizes.split(",")]
     load = os.getloadavg()[0]
-    print(f"fleet bench: {os.cpu_count()} CPUs, load {load:.1f}; quick={args.quick}", flush=True)
+    print(
+        f"fleet bench: {os.cpu_count()} CPUs, load {load:.1f}; quick={args.quick}; simulated "
+        f"agents' HTTP: {'bramble.sim.fleet_http' if args.lean else 'aiohttp'}",
+        flush=True,
+    )
     figures: dict[str, Any] = {"quick": args.quick, "load": load}
     failed = []
     with tempfile.TemporaryDirectory(prefix="bramble-fleet-") as folder:

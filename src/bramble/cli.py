@@ -52,11 +52,21 @@ def _server_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         "power",
         parents=[common],
         help="switch a power group (admin token)",
-        description="Ask the server to switch power group GROUP; it records the request as "
-        "an event and calls its power hook (HTTP 501 when it has none: use playbooks/bank.yml).",
+        description="Ask the server to switch power group GROUP through the power controllers "
+        "(server.toml [power]: bank_power's drivers, power budget and read-back); the request "
+        "is recorded as an event. HTTP 409 over the budget (nothing switched), 502/504 when a "
+        "controller fails (named), 501 when the server has power switching off (use "
+        "playbooks/bank.yml).",
     )
     power.add_argument("group", type=int, help="power group id (cluster.yml power.groups)")
     power.add_argument("action", choices=["on", "off", "cycle"])
+    power.add_argument(
+        "--timeout",
+        type=float,
+        default=150.0,
+        help="seconds to wait for the answer (150; the server gives up after its "
+        "power.request_timeout, 120 by default)",
+    )
     power.set_defaults(run=cli_ops.power)
     events = commands.add_parser(
         "events", parents=[common], help="recent events, then follow new ones live"
@@ -72,9 +82,10 @@ def _server_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     cancel = job_commands.add_parser(
         "cancel",
         parents=[common],
-        help="cancel a queued job or Warble",
-        description="Cancel a job or Warble that is still queued: it is never sent to a Pi. "
-        "A running or finished one is refused (HTTP 409).",
+        help="cancel a job or Warble no node has yet",
+        description="Cancel a job or Warble that is queued or waiting for an idle node: it is "
+        "never sent to a Pi. One already handed to an agent (agents cannot stop a job) or "
+        "finished is refused (HTTP 409).",
     )
     cancel.add_argument("id", type=int, help="the job's (the Warble's) id")
     cancel.set_defaults(run=cli_ops.job_cancel)

@@ -119,6 +119,7 @@ def bank(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def power(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    client.timeout = args.timeout  # switching (a cycle, switches first) takes longer than a read
     answer = client.post("/api/v1/power", {"group": args.group, "action": args.action})
 
     def text() -> str:
@@ -190,7 +191,7 @@ def warble_submit(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     show = sys.stderr.isatty() and not args.json
     for turn in range(100_000):
         found = client.get(f"/api/v1/warbles/{job['id']}")
-        if found["state"] not in ("queued", "running"):
+        if found["state"] not in ("queued", "waiting", "running"):
             break
         if time.monotonic() > deadline:
             raise CliError(f"Warble {job['id']} is still {found['state']} after {args.timeout} s")

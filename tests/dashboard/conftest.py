@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from live import Live, config, nodes_from_inventory, serve
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1600,1200",
-]
+from live import Live, chromium, config, have_chromium, nodes_from_inventory, serve
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium through chromedriver; its profile is removed afterwards."""
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+    """Debian's Chromium through chromedriver (tests/dashboard/live.py: chromium)."""
+    if not have_chromium():
         pytest.skip("needs apt packages chromium and chromium-driver (make test-deps)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415 - after the skip
-
-    profile = tempfile.mkdtemp(prefix="brt-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
-        driver.set_page_load_timeout(30)
+    pytest.importorskip("selenium.webdriver")
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A real bramble-server on 127.0.0.1 in a background thread, for the browser and CLI tests.
+"""A real bramble-server on 127.0.0.1 in a background thread, for the browser and CLI tests
+(and bench/dashboard.py), and the headless Chromium that opens its page.
 
 The nodes file comes from an inventory of the repository (load_cluster): every harvested Pi,
 plus synthetic MACs for slots not harvested when ``fill`` is set. Calls go through urllib, as
@@ -8,8 +9,11 @@ the CLI and the browser's fetch do: nothing but loopback is touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import urllib.error
@@ -28,6 +32,20 @@ from bramble.services.config import ServerConfig, ServerSecrets
 from bramble.services.server.main import Running, start
 
 ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1200",
+]
+WAIT = 15.0
 KEY = "k" * 40
 AGENT = "agent-token-dash-0123456789"
 ADMIN = "admin-token-dash-9876543210"
@@ -184,3 +202,45 @@ async def fake_agent(output: str) -> tuple[web.AppRunner, int]:
     await site.start()
     port = runner.addresses[0][1]
     return runner, int(port)
+
+
+def have_chromium() -> bool:
+    """Debian's chromium and chromium-driver are installed."""
+    return bool(shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER))
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium through chromedriver (selenium); its profile is removed afterwards."""
+    from selenium import webdriver  # noqa: PLC0415 - optional: only the browser tests need it
+    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+
+    profile = tempfile.mkdtemp(prefix="brt-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        try:
+            driver.set_page_load_timeout(30)
+            yield driver
+        finally:
+            driver.quit()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver: Any, condition: Any, what: str, seconds: float = WAIT) -> Any:
+    """Poll ``condition(driver)`` every 0.1 s until it is true (TimeoutException naming it)."""
+    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415 - optional dep
+
+    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition, what)
+
+
+def open_page(driver: Any, live: Live) -> None:
+    """The dashboard with an empty sessionStorage (no token), once its stream is live."""
+    driver.get(live.url + "/")
+    driver.execute_script("sessionStorage.clear()")
+    driver.get(live.url + "/")
+    wait_for(driver, lambda d: d.find_element("id", "live").text == "live", "the stream is live")

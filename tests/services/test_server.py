@@ -165,6 +165,7 @@ class FakeAgent:
     job_status: int = 200
     jobs: list[dict[str, Any]] = field(default_factory=list)
     hang: bool = False
+    hold_jobs: bool = False  # a job is answered only once ``released`` is set
     runner: web.AppRunner | None = None
     port: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -198,6 +199,8 @@ class FakeAgent:
     async def _job(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.jobs.append(body)
+        if self.hold_jobs:
+            await self.released.wait()
         if self.job_status != 200 or not self._authorised(request):
             return web.json_response({"error": "broken"}, status=self.job_status)
         return web.json_response(
@@ -496,7 +499,7 @@ def test_dispatch_fails_clearly_when_no_node_is_idle(tmp_path: Path) -> None:
     run(settings(tmp_path, dispatch={"timeout": 0.3}), scenario)
 
 
-def test_a_queued_job_can_be_cancelled_and_is_never_dispatched(tmp_path: Path) -> None:
+def test_a_job_no_agent_has_can_be_cancelled_one_on_an_agent_cannot(tmp_path: Path) -> None:
     agent = FakeAgent(MACS[0])
 
     async def scenario(server: Running, api: Client) -> None:
@@ -507,46 +510,48 @@ def test_a_queued_job_can_be_cancelled_and_is_never_dispatched(tmp_path: Path) -
         async def state(job_id: int) -> str:
             return str((await api.call("GET", f"/api/v1/jobs/{job_id}", ADMIN))[1]["state"])
 
+        def becomes(job_id: int, wanted: str) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return await state(job_id) == wanted
+
+            return check
+
         try:
             await agent.start()
             await api.register(agent.mac, agent.port)
             await api.post_cpu(agent.mac, 95.0)  # busy: the first job waits for an idle node
             first = (await submit("say 1"))[1]["id"]
             second = (await submit("say 2"))[1]["id"]  # queued behind op's first one
-
-            async def first_running() -> bool:
-                return await state(first) == "running"
-
-            await eventually(first_running)
+            await eventually(becomes(first, "waiting"))
             assert await state(second) == "queued"
             cancel = f"/api/v1/jobs/{second}/cancel"
             assert (await api.call("POST", cancel, None))[0] == 401
             assert (await api.call("POST", cancel, AGENT))[0] == 403
             status, body = await api.call("POST", cancel, ADMIN)
             assert (status, body["state"]) == (200, "cancelled"), body
+            # waiting for an idle node: not handed to an agent yet, so it can be cancelled
             status, body = await api.call("POST", f"/api/v1/jobs/{first}/cancel", ADMIN)
-            assert status == 409
-            assert "running" in body["error"]
+            assert (status, body["state"]) == (200, "cancelled"), body
             assert (await api.call("POST", "/api/v1/jobs/999/cancel", ADMIN))[0] == 404
-            await api.post_cpu(agent.mac, 5.0)  # idle now: the first job runs
-
-            async def first_done() -> bool:
-                return await state(first) == "done"
-
-            await eventually(first_done)
-            third = (await submit("say 3"))[1]["id"]
-
-            async def third_done() -> bool:
-                return await state(third) == "done"
-
-            await eventually(third_done)  # op's queue moved on past the cancelled job
-            assert [job["source"] for job in agent.jobs] == ["say 1", "say 3"]
+            third = (await submit("say 3"))[1]["id"]  # the worker gave the first one up
+            await eventually(becomes(third, "waiting"))
+            agent.hold_jobs = True
+            await api.post_cpu(agent.mac, 5.0)  # idle now: the third job goes to the agent
+            await eventually(becomes(third, "running"))
+            status, body = await api.call("POST", f"/api/v1/jobs/{third}/cancel", ADMIN)
+            assert status == 409
+            assert "running on " in body["error"]
+            assert "cannot be told to stop" in body["error"]
+            agent.released.set()
+            await eventually(becomes(third, "done"))
+            assert [job["source"] for job in agent.jobs] == ["say 3"]
+            assert await state(first) == "cancelled"
             assert await state(second) == "cancelled"
-            status, body = await api.call("POST", f"/api/v1/jobs/{first}/cancel", ADMIN)
+            status, body = await api.call("POST", f"/api/v1/jobs/{third}/cancel", ADMIN)
             assert status == 409
             assert "done" in body["error"]
             _, found = await api.call("GET", "/api/v1/events", ADMIN)
-            assert [e for e in found["events"] if e["kind"] == "cancelled"] != []
+            assert len([e for e in found["events"] if e["kind"] == "cancelled"]) == 2
         finally:
             await agent.stop()
 

@@ -111,10 +111,13 @@ def server(host):
         _podman(host, f"rm --force --time 5 {name}")
 
 
-def _get(host, name: str, path: str, token: str = "") -> tuple[int, str]:
+def _get(host, name: str, path: str, token: str = "", body: str | None = None) -> tuple[int, str]:
+    """GET ``path`` in the container (POST ``body`` when given): (status, answer)."""
+    data = "None" if body is None else repr(body.encode())
     script = (
         "import sys, urllib.request, urllib.error\n"
-        f"req = urllib.request.Request('http://127.0.0.1:8470{path}')\n"
+        f"req = urllib.request.Request('http://127.0.0.1:8470{path}', data={data})\n"
+        "req.add_header('Content-Type', 'application/json')\n"
         f"if {bool(token)}: req.add_header('Authorization', 'Bearer {token}')\n"
         "try:\n"
         "    r = urllib.request.urlopen(req, timeout=3)\n"
@@ -142,3 +145,23 @@ def test_the_built_server_answers_and_wants_the_admin_token(host, server):
     status, body = _get(host, server, "/api/v1/nodes", ADMIN)
     assert status == 200, body
     assert host.file(f"{SCRATCH}/lib/bramble/server.db").exists
+    # [power] is on: the image carries bank_power's code; this host has no uhubctl in the image
+    power = '{"group": 1, "action": "on"}'
+    assert _get(host, server, "/api/v1/power", body=power)[0] == 401
+    status, body = _get(host, server, "/api/v1/power", ADMIN, body=power)
+    assert status == 502, body
+    assert "controller hub" in body
+    assert "uhubctl is not installed" in body
+
+
+def test_power_files_come_from_the_model(host):
+    power = json.loads(host.file(f"{CONF_DIR}/power.json").content_string)
+    assert power["power"] == {
+        "budget": 4,
+        "groups": [{"id": 1, "controller": "hub", "outlet": "all", "banks": [1]}],
+    }
+    assert [c["name"] for c in power["controllers"]] == ["hub"]
+    config = tomllib.loads(host.file(f"{CONF_DIR}/server.toml").content_string)
+    assert config["power"]["enabled"] is True
+    assert config["power"]["secrets_file"] == ""  # no controller of the model has credentials
+    assert not host.file(f"{CONF_DIR}/secrets/power.json").exists

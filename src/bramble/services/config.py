@@ -165,6 +165,19 @@ class WarbleSection(_Section):
     sources: list[PostSourceSection] = []
 
 
+class PowerSection(_Section):
+    """``POST /api/v1/power`` through bank_power's drivers (docs/server.md "Power")."""
+
+    enabled: bool = False  # off: the power request answers 501
+    model_file: FilePath = "/etc/bramble/power.json"  # banks, power, controllers, switches
+    secrets_file: FilePath = ""  # JSON {credentials name: secret}; mode 0600
+    controller_timeout: Seconds = 5.0  # one controller request
+    request_timeout: Seconds = 120.0  # a whole power request (then 504)
+    settle: Annotated[float, Field(ge=0, le=600)] = 2.0  # after switches, between groups
+    cycle_delay: Annotated[float, Field(ge=0, le=600)] = 3.0  # off-to-on pause of a cycle
+    switches: bool = True  # power a group's network switches before it
+
+
 class ServerConfig(_Section):
     """The whole of server.toml."""
 
@@ -180,6 +193,7 @@ class ServerConfig(_Section):
     limits: LimitsSection = LimitsSection()
     api: ApiSection = ApiSection()
     warble: WarbleSection = WarbleSection()
+    power: PowerSection = PowerSection()
 
 
 # --- agent --------------------------------------------------------------------------------
@@ -235,6 +249,7 @@ _PATH_KEYS = {
     "model": ("nodes_file",),
     "forwarder": ("token_file",),
     "warble": ("submit_token_file",),
+    "power": ("model_file", "secrets_file"),
 }
 
 

@@ -205,10 +205,15 @@ async def cancel_job(request: web.Request) -> web.Response:
     job = await _server(request).cancel_job(job_id)
     if job is None:
         raise ApiError(404, f"no job {job_id}")
-    if job.state != "cancelled":
-        where = f" on {job.node}" if job.node and job.state == "running" else ""
+    if job.state == "running":
         raise ApiError(
-            409, f"job {job_id} is {job.state}{where}; only a queued job can be cancelled"
+            409,
+            f"job {job_id} is running on {job.node}: it was handed to that agent, and an agent "
+            "cannot be told to stop a job; it ends within the agent's jobs.wall_seconds",
+        )
+    if job.state != "cancelled":
+        raise ApiError(
+            409, f"job {job_id} is {job.state}; only a queued or waiting job can be cancelled"
         )
     return web.json_response(job_json(job))
 
@@ -246,8 +251,8 @@ ROUTES: list[tuple[Route, Handler]] = [
             "POST",
             f"{V1}/jobs/{{id}}/cancel",
             "admin",
-            "Cancel a queued job or Warble",
-            conflict="the job is already running or finished",
+            "Cancel a job or Warble no agent has yet (queued or waiting)",
+            conflict="the job is already running on an agent, or finished",
         ),
         cancel_job,
     ),

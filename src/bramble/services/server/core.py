@@ -32,6 +32,8 @@ T = TypeVar("T")
 RETENTION_EVERY = 600.0
 JOBS_QUEUED_MAX = 10000
 JOB_WORKERS = 16
+#: A job is handed to an agent: from then on it cannot be cancelled (the agent API has no cancel).
+HAND_OVER = ("waiting", "running")
 
 
 def describe(node: NodeRecord) -> str:
@@ -78,6 +80,7 @@ class ClusterServer:
             else None
         )
         self._jobs: asyncio.Queue[int] = asyncio.Queue(JOBS_QUEUED_MAX)
+        self._cancelled: set[int] = set()  # cancelled jobs a worker may still hold
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self.warble = WarbleService(self)
@@ -103,8 +106,10 @@ class ClusterServer:
         once the API listens)."""
         for record in await self.db(self.store.nodes):
             self.nodes[record.mac] = NodeState(record)
-        connector = aiohttp.TCPConnector(limit=self.config.health.concurrency)
-        self._session = aiohttp.ClientSession(connector=connector)
+        cfg = self.config.health
+        self._session = aiohttp.ClientSession(
+            connector=health.connector(cfg.concurrency, cfg.interval)
+        )
         self._spawn("health", self._health_loop())
         self._spawn("writer", self.writer.run())
         self._spawn("registry", self.registry.run())
@@ -249,8 +254,14 @@ class ClusterServer:
         cfg = self.config.health
         began = time.monotonic()
         targets = [(mac, f"{n.base_url}/health") for mac, n in self.nodes.items()]
+        suspects = {mac for mac, n in self.nodes.items() if n.misses or n.health == "down"}
         results = await health.sweep(
-            self.session, targets, self.secrets.agent_token, cfg.timeout, cfg.concurrency
+            self.session,
+            targets,
+            self.secrets.agent_token,
+            cfg.timeout,
+            cfg.concurrency,
+            suspects=suspects,
         )
         self.last_sweep_seconds = time.monotonic() - began
         seen = []
@@ -344,10 +355,13 @@ class ClusterServer:
         return await self.db(self.store.job, job_id)
 
     async def cancel_job(self, job_id: int) -> JobRecord | None:
-        """Cancel a queued job (it is never dispatched); the job as it now is, None when
-        there is no such job. A job already running or finished is left as it is."""
+        """Cancel a job no agent has yet (queued, or waiting for an idle node): it is never
+        dispatched. The job as it now is, None when there is no such job. A job running on an
+        agent (the agent API cannot stop it) or finished is left as it is."""
         cancelled = await self.db(self.store.cancel_job, job_id, time.time())
         job = await self.db(self.store.job, job_id)
+        if cancelled:
+            self._cancelled.add(job_id)  # a worker waiting for a node for it gives up
         if cancelled and job is not None:
             await self.event("cancelled", None, f"job {job_id} of {job.user} cancelled")
         return job
@@ -361,12 +375,17 @@ class ClusterServer:
                     await self.warble.run(job)
                 except Exception:
                     log.exception("job %d: dispatch failed", job_id)
+            self._cancelled.discard(job_id)
 
-    async def _wait_for_candidate(self, tried: set[str], wait: float) -> NodeState | None:
+    async def _wait_for_candidate(
+        self, job_id: int, tried: set[str], wait: float
+    ) -> NodeState | None:
         cfg = self.config.dispatch
         deadline = time.monotonic() + wait
         while True:
             found = candidates(self.nodes.values(), cfg.cpu_threshold, tried)
+            if job_id in self._cancelled:
+                return None
             if found or time.monotonic() >= deadline:
                 return found[0] if found else None
             await asyncio.sleep(min(1.0, cfg.timeout))
@@ -382,15 +401,24 @@ class ClusterServer:
         cfg = self.config.dispatch
         tried: set[str] = set()
         answer: dict[str, Any] | None = None
-        if not await self.db(self.store.claim_job, job.id):
+        if not await self.db(self.store.move_job, job.id, "queued", "waiting"):
             job.state = "cancelled"  # cancelled while it waited for its turn
             return None
-        job.state = "running"
+        job.state = "waiting"
         while job.attempts < cfg.attempts:
-            node = await self._wait_for_candidate(tried, cfg.timeout if wait is None else wait)
+            node = await self._wait_for_candidate(
+                job.id, tried, cfg.timeout if wait is None else wait
+            )
+            if job.id in self._cancelled or (
+                node is not None and not await self.db(self.store.move_job, job.id, *HAND_OVER)
+            ):
+                self._cancelled.discard(job.id)
+                job.state = "cancelled"  # cancelled while it waited for an idle node
+                return None
             if node is None:
                 job.error = f"no trusted node up with CPU under {cfg.cpu_threshold:g}%"
                 break
+            job.state = "running"
             tried.add(node.record.mac)
             job.attempts += 1
             job.node = node.record.name or node.record.mac
@@ -401,6 +429,8 @@ class ClusterServer:
                 )
             except AgentJobError as exc:
                 job.error = f"{job.node}: {exc}"
+                if await self.db(self.store.move_job, job.id, "running", "waiting"):
+                    job.state = "waiting"  # cancellable again until the next node has it
                 log.warning(
                     "job %d: attempt %d on %s failed: %s",
                     job.id,
@@ -419,7 +449,7 @@ class ClusterServer:
             break
         else:
             job.error = f"{cfg.attempts} attempts failed; last: {job.error}"
-        if job.state == "running":
+        if job.state in ("waiting", "running"):
             job.state = "failed"
         job.finished = time.time()
         self.jobs_finished[job.state] = self.jobs_finished.get(job.state, 0) + 1

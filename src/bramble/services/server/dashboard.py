@@ -52,6 +52,15 @@ class PowerUnavailable(Exception):
     """The server cannot switch power (no hook); the message says what to do instead."""
 
 
+class PowerFailed(Exception):
+    """A power request refused (404 unknown group, 409 budget or busy: nothing switched) or
+    failed at a controller (502, 504 when it timed out); the message names the controller."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class PowerResult:
     """What a power hook did: the banks it switched and one line for the event log."""
@@ -66,8 +75,9 @@ PowerHook = Callable[[int, str], Awaitable[PowerResult]]
 async def no_power_hook(group: int, action: str) -> PowerResult:
     """The default: this server has no way to reach the power controllers."""
     raise PowerUnavailable(
-        "this server has no power hook configured: power groups are switched by "
-        "`ansible-playbook playbooks/bank.yml` (bank_power); see docs/dashboard.md"
+        "this server has no power hook configured ([power] enabled is false in server.toml; "
+        "see docs/server.md): power groups are switched by "
+        "`ansible-playbook playbooks/bank.yml` (bank_power)"
     )
 
 
@@ -266,6 +276,10 @@ async def _power(server: ClusterServer, request: web.Request) -> web.Response:
     except PowerUnavailable as exc:
         await server.event("power", None, f"{asked}: not done: {exc}")
         return web.json_response({"error": str(exc)}, status=501)
+    except PowerFailed as exc:
+        done = "refused" if exc.status < 500 else "FAILED"
+        await server.event("power", None, f"{asked}: {done}: {exc}")
+        return web.json_response({"error": f"{asked}: {done.lower()}: {exc}"}, status=exc.status)
     except Exception as exc:
         await server.event("power", None, f"{asked}: FAILED: {exc}")
         return web.json_response({"error": f"{asked} failed: {exc}"}, status=502)

@@ -25,10 +25,15 @@ from bramble.services.config import (
 )
 from bramble.services.server.api import make_app
 from bramble.services.server.core import ClusterServer
+from bramble.services.server.dashboard import set_power_hook
 from bramble.services.server.model import load_model_nodes
+from bramble.services.server.power import PowerSwitcher, load_power
 from bramble.services.server.store import open_store
 
 log = logging.getLogger("bramble.server")
+# connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a fleet
+# woken by one beacon connects at once; an overflow costs an agent a SYN retry (1, 3, 7 s...)
+LISTEN_BACKLOG = 4096
 DEFAULT_CONFIG = "/etc/bramble/server.toml"
 
 DESCRIPTION = """\
@@ -96,22 +101,25 @@ class Running:
 async def start(config: ServerConfig, secrets: ServerSecrets) -> Running:
     """Open the store, start the server and its API (port 0 picks a free port)."""
     model = load_model_nodes(config.model.nodes_file)
+    power = load_power(config.power)
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(None, open_store, config.store.sqlite, secrets.postgres_dsn)
     family = socket.AF_INET6 if ":" in config.server.listen else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     server = ClusterServer(config, secrets, store, model)
+    if power is not None:
+        set_power_hook(server, PowerSwitcher(power, model))
     runner = web.AppRunner(make_app(server), access_log=None, handle_signals=False)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((config.server.listen, config.server.port))
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
         port = int(sock.getsockname()[1])
         server.api_port = port
         await server.start()
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, backlog=LISTEN_BACKLOG).start()  # its default: 128
         server.start_beacon()
     except BaseException:
         sock.close()
@@ -154,12 +162,13 @@ def check(config: ServerConfig, path: str) -> None:
     """Check secrets and the nodes file; print what the server would do."""
     secrets = load_server_secrets(config)
     model = load_model_nodes(config.model.nodes_file)
+    power = load_power(config.power)
     store = "PostgreSQL" if secrets.postgres_dsn else f"SQLite {config.store.sqlite}"
     print(
         f"{path}: OK: cluster {config.server.cluster}, API {config.server.listen}:"
         f"{config.server.port}, beacon {config.beacon.broadcast}:{config.beacon.port}, "
         f"{len(model)} nodes in the model, store {store}, forwarder "
-        f"{config.forwarder.url or 'off'}"
+        f"{config.forwarder.url or 'off'}, {power.summary() if power else 'power off'}"
     )
 
 

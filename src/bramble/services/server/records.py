@@ -44,7 +44,7 @@ class JobRecord:
     kind: str
     source: str
     user: str
-    state: str = "queued"
+    state: str = "queued"  # queued | waiting (for a node) | running | done | failed | cancelled
     node: str | None = None
     output: str = ""
     error: str | None = None

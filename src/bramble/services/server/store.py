@@ -207,27 +207,31 @@ class Store(WarbleTables, ABC):
         return JobRecord(**fields)
 
     def cancel_job(self, job_id: int, now: float) -> bool:
-        """Mark the job cancelled if it is still queued; whether it was."""
+        """Mark the job cancelled if no agent has it yet (queued or waiting); whether it was."""
         rows = self._execute(
             "UPDATE jobs SET state = 'cancelled', finished = ?, error = 'cancelled' "
-            "WHERE id = ? AND state = 'queued' RETURNING id",
+            "WHERE id = ? AND state IN ('queued', 'waiting') RETURNING id",
             (now, job_id),
         )
         self._commit()
         return bool(rows)
 
-    def claim_job(self, job_id: int) -> bool:
-        """Mark a queued job running (so it can no longer be cancelled); whether it was."""
+    def move_job(self, job_id: int, old: str, new: str) -> bool:
+        """Move a job from state ``old`` to ``new`` (atomic: a cancel in between wins);
+        whether it was in ``old``. queued -> waiting (a worker took it, it waits for an idle
+        node), waiting -> running (handed to an agent), running -> waiting (to retry)."""
         rows = self._execute(
-            "UPDATE jobs SET state = 'running' WHERE id = ? AND state = 'queued' RETURNING id",
-            (job_id,),
+            "UPDATE jobs SET state = ? WHERE id = ? AND state = ? RETURNING id",
+            (new, job_id, old),
         )
         self._commit()
         return bool(rows)
 
     def unfinished_jobs(self) -> list[JobRecord]:
-        """Jobs queued or running (to resume after a restart)."""
-        rows = self._execute("SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY id")
+        """Jobs queued, waiting or running (to resume after a restart)."""
+        rows = self._execute(
+            "SELECT id FROM jobs WHERE state IN ('queued', 'waiting', 'running') ORDER BY id"
+        )
         return [job for (job_id,) in rows if (job := self.job(int(job_id))) is not None]
 
     # -- events --

@@ -241,10 +241,10 @@ function renderWarble(w) {
   const head = el("div");
   head.append(el("strong", "", `#${w.id}`), ` ${w.user} · `, el("span", `kind ${w.state}`, w.state),
     w.node ? ` on ${w.node}` : "", w.digits ? ` · ${w.digits} digits of pi` : "");
-  if (w.state === "queued" && token()) {
+  if ((w.state === "queued" || w.state === "waiting") && token()) {
     const cancel = el("button", "cancel", "cancel");
     cancel.type = "button";
-    cancel.title = "cancel this queued Warble (admin token)";
+    cancel.title = "cancel this Warble: no node has it yet (admin token)";
     cancel.addEventListener("click", () => cancelWarble(w.id));
     head.append(" ", cancel);
   }
@@ -273,7 +273,7 @@ async function followWarble(id) {
   for (let i = 0; i < 120; i++) {
     const w = await api(`/api/v1/warbles/${id}`);
     renderWarble(w);
-    if (w.state !== "queued" && w.state !== "running") { loadWarbles(); return; }
+    if (!["queued", "waiting", "running"].includes(w.state)) { loadWarbles(); return; }
     await sleep(1000);
   }
 }
