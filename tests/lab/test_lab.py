@@ -61,6 +61,40 @@ class Lab:
             check=False,
         )
 
+    def exec(self, container: str, *argv: str) -> str:
+        """``podman exec`` in one of the lab's containers; its output."""
+        return subprocess.run(
+            ["podman", "exec", container, *argv],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+
+    def bridge(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """bramble-bridge's API on the head (127.0.0.1 there), with the token the role deployed."""
+        token = self.exec(self.container, "cat", "/etc/bramble/bridge-secrets/api-token").strip()
+        data = ["-H", "Content-Type: application/json", "-d", json.dumps(body)] if body else []
+        url = f"http://127.0.0.1:8472/api/v1/{path}"
+        auth = f"Authorization: Bearer {token}"
+        out = self.exec(
+            self.container,
+            "curl",
+            "-sS",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            auth,
+            *data,
+            url,
+        )
+        answer, status = out.rsplit("\n", 1)
+        assert status == "200", f"{method} {path}: {status} {answer}"
+        return json.loads(answer)
+
     def site(self) -> dict[str, Any]:
         run = self.playbook(SITE)
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
@@ -106,7 +140,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         the_lab.playbook(ROOT / "playbooks" / "lab_destroy.yml")
         # Whatever the playbook could not remove (it failed, or never ran far enough).
         subprocess.run(
-            ["podman", "rm", "-f", "-t", "5", the_lab.container],
+            ["podman", "rm", "-f", "-t", "5", the_lab.container, f"brl-{name}-sound"],
             env=env,
             capture_output=True,
             timeout=120,
@@ -146,14 +180,7 @@ def test_lab_end_to_end(lab: Lab) -> None:
     harvested = {(m["bank"], m["slot"]): (m["mac"], m.get("serial")) for m in macs}
     assert harvested == {(p.bank, p.slot): (p.mac, p.serial) for p in plan.pis}
     # ... and the head's dnsmasq reserves exactly those MACs, at the model's addresses.
-    conf = subprocess.run(
-        ["podman", "exec", lab.container, "cat", "/etc/dnsmasq.d/bramble.conf"],
-        env=lab.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    conf = lab.exec(lab.container, "cat", "/etc/dnsmasq.d/bramble.conf")
     reserved = {
         line.split("=", 1)[1].split(",")[0]
         for line in conf.splitlines()
@@ -164,6 +191,18 @@ def test_lab_end_to_end(lab: Lab) -> None:
         assert f"dhcp-host={pi.mac}" in conf
         assert pi.ip in conf
     assert changed_tasks(first)
+
+    # The bridges: bramble-bridge on the head reaches the board simulators (with the secrets the
+    # role generated) and bramble-sound in the sound Pi's container (the volume makes the trip).
+    lab.bridge("POST", "power", {"action": "press", "ms": 50, "confirm": True})
+    assert lab.bridge("GET", "power")["presses"] == 1
+    lab.bridge("POST", "lights/fill", {"r": 10, "g": 20, "b": 30})
+    lab.bridge("POST", "lights/brightness", {"value": 17})
+    assert lab.bridge("GET", "lights")["brightness"] == 17
+    assert lab.bridge("POST", "sound/volume", {"percent": 30})["volume"] == 30
+    assert lab.bridge("GET", "sound")["volume"] == 30
+    sound = f"brl-{lab.name}-sound"
+    assert lab.exec(sound, "systemctl", "is-active", "bramble-sound").strip() == "active"
 
     second = lab.site()
     assert changed_tasks(second) == [], "the second run changed something"
@@ -180,11 +219,12 @@ def test_lab_end_to_end(lab: Lab) -> None:
     assert not (lab.inventory / "macs.yml").exists()  # the lab's harvest is forgotten too
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
     assert [line for line in ps.stdout.splitlines() if lab.name in line] == []
-    exists = subprocess.run(
-        ["podman", "container", "exists", lab.container],
-        env=lab.env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert exists.returncode == 1
+    for container in (lab.container, sound):
+        exists = subprocess.run(
+            ["podman", "container", "exists", container],
+            env=lab.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert exists.returncode == 1, f"{container} is left"

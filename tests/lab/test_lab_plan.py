@@ -50,3 +50,15 @@ def test_the_plan_survives_its_state_file(tmp_path: Path) -> None:
     lab = plan(tmp_path)
     assert LabPlan.from_json(lab.to_json()) == lab
     assert lab.namespaces[0] == "brl-lab-net"
+
+
+def test_the_bridges_boards_and_sound_pi_get_the_models_addresses(tmp_path: Path) -> None:
+    lab = plan(tmp_path)
+    assert [(b.name, b.kind, b.address, b.port) for b in lab.boards] == [
+        ("buttons", "buttons", "10.42.0.30", 80),
+        ("lights", "lights", "10.42.0.31", 80),
+    ]
+    assert {"10.42.0.30", "10.42.0.31"} <= set(lab.device_addresses)
+    assert (lab.sound_netns, lab.sound_address) == ("brl-lab-sound", "10.42.0.32")
+    assert "brl-lab-sound" in lab.namespaces
+    assert LabPlan.from_json(lab.to_json()).boards == lab.boards

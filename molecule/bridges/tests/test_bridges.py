@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-API = "http://127.0.0.1:8470/api/v1"
-SECRETS = "/etc/bramble/secrets"
+API = "http://127.0.0.1:8472/api/v1"
+SECRETS = "/etc/bramble/bridge-secrets"
 FIRMWARE = "/var/lib/bramble/firmware"
 BUTTONS_SECRET = "molecule-buttons-secret-0123456789"  # noqa: S105 (inventory/group_vars)
 
@@ -40,7 +40,7 @@ def test_bridge_listens_on_loopback_and_sound_for_the_bridge(host):
     listening = {
         line.split()[3] for line in host.check_output("ss -ltnH").splitlines() if line.strip()
     }
-    assert "127.0.0.1:8470" in listening
+    assert "127.0.0.1:8472" in listening
     assert "0.0.0.0:8471" in listening
 
 

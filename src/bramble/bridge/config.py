@@ -31,7 +31,7 @@ class BridgeConfig:
     sound: SoundTarget | None
     sound_allow: tuple[str, ...]
     listen: str = "127.0.0.1"
-    port: int = 8470
+    port: int = 8472
     rate_per_minute: int = 120
     burst: int = 20
     max_body_bytes: int = 16384
@@ -89,7 +89,7 @@ def load(path: Path = DEFAULT_PATH, environ: Mapping[str, str] = os.environ) -> 
         sound=sound,
         sound_allow=check_prefixes(data.get("sound_allow", []), where),
         listen=setting(data, "listen", str, "127.0.0.1", where),
-        port=setting(data, "port", int, 8470, where),
+        port=setting(data, "port", int, 8472, where),
         rate_per_minute=setting(data, "rate_per_minute", int, 120, where),
         burst=setting(data, "burst", int, 20, where),
         max_body_bytes=setting(data, "max_body_bytes", int, 16384, where),

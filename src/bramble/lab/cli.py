@@ -3,12 +3,14 @@
     bramble-lab up --model inventory/lab/cluster.yml --name lab --secrets secrets.json
     bramble-lab status --name lab
     bramble-lab down --name lab
+    bramble-lab inventory --banks 4 --bank-size 8 [--out build/lab-4x8]
 
 ``up`` and ``down`` print one JSON line ``{"changed": ..., ...}`` (what Ansible reads): ``up``
 changes nothing when the lab's supervisor already runs with the same plan, and restarts it
 when the plan differs; ``down`` stops the supervisor by the PID in its state folder
 (``/run/bramble/lab/<name>/``), which removes its processes and namespaces, then removes any
-namespace of the plan still there and the state folder. Needs root.
+namespace of the plan still there and the state folder. Needs root. ``inventory`` writes a copy of
+inventory/lab scaled to N banks of M Pis (bramble.lab.sizes; no root needed) and prints where.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bramble.lab import sizes
 from bramble.lab.plan import STATE_ROOT, LabPlan, build_plan
 from bramble.lab.supervisor import delete_networks, run
 from bramble.labnet import ip, list_netns
@@ -170,6 +173,15 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--rom-dhcp-tries", type=int, default=5, help="DHCP rounds of each simulated ROM"
     )
+    scale = sub.add_parser("inventory", help="write inventory/lab scaled to N banks of M Pis")
+    scale.add_argument("--banks", type=int, default=sizes.DEFAULT_BANKS)
+    scale.add_argument("--bank-size", type=int, default=sizes.DEFAULT_BANK_SIZE)
+    scale.add_argument("--out", type=Path, help="folder to write (default build/lab-<N>x<M>)")
+    scale.add_argument("--name", help="the lab's name (default lab<N>x<M>)")
+    scale.add_argument("--network", help="the lab's /16 (default 10.<200..249>.0.0/16 by name)")
+    scale.add_argument(
+        "--path-only", action="store_true", help="print the inventory's path, not JSON"
+    )
     for command in ("down", "status", "serve"):
         p = sub.add_parser(command)
         p.add_argument("--name", required=True)
@@ -190,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.command == "down":
             print(json.dumps(down(args.name, args.state_root)))
+        elif args.command == "inventory":
+            made = sizes.write_inventory(
+                args.banks, args.bank_size, out=args.out, name=args.name, network=args.network
+            )
+            print(made.inventory if args.path_only else json.dumps(made.as_dict()))
         elif args.command == "status":
             print(json.dumps(read_status(args.state_root / args.name)))
         else:

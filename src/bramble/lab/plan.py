@@ -58,6 +58,19 @@ class LabSwitch:
     community: str | None
 
 
+@dataclass(frozen=True)
+class LabBoard:
+    """A simulated bridge board (bramble.sim.boards) on its model address, in the devices
+    namespace; its secret is ``board-<name>`` of the lab's secrets (the bridges role's)."""
+
+    name: str
+    kind: str
+    address: str
+    port: int
+    pixels: int
+    pixel_type: str
+
+
 @dataclass
 class LabPlan:
     """Everything one lab holds."""
@@ -82,11 +95,16 @@ class LabPlan:
     # power group id -> (controller name, outlet)
     groups: dict[int, tuple[str, int]] = field(default_factory=dict)
     pis: list[LabPi] = field(default_factory=list)
+    boards: list[LabBoard] = field(default_factory=list)
+    # The sound Pi's namespace (its systemd container joins it) and address, if the model has one.
+    sound_netns: str | None = None
+    sound_address: str | None = None
 
     @property
     def namespaces(self) -> list[str]:
         """Every namespace of the lab, the bridge's first."""
-        return [self.cluster_netns, self.head_netns, self.devices_netns] + [
+        sound = [self.sound_netns] if self.sound_netns else []
+        return [self.cluster_netns, self.head_netns, self.devices_netns, *sound] + [
             pi.netns for pi in self.pis
         ]
 
@@ -99,6 +117,7 @@ class LabPlan:
         data["controllers"] = [LabController(**c) for c in data["controllers"]]
         data["pis"] = [LabPi(**p) for p in data["pis"]]
         data["switches"] = [LabSwitch(**w) for w in data.get("switches", [])]
+        data["boards"] = [LabBoard(**b) for b in data.get("boards", [])]
         data["groups"] = {int(k): (v[0], int(v[1])) for k, v in data["groups"].items()}
         return cls(**data)
 
@@ -115,6 +134,8 @@ def lab_mac(serial: str) -> str:
 
 
 DEFAULT_PORTS = {"http_relay": 80, "synaccess": 23, "snmp_pdu": 161, "poe_snmp": 161}
+#: The boards' HTTP port (the sketches' and bridges_board_port's default).
+BOARD_PORT = 80
 
 
 def build_plan(
@@ -148,6 +169,13 @@ def build_plan(
             bank_group[bank] = group.id
     addresses = [c.address for c in controllers]
     addresses += [str(s.address) for s in model.switches if s.address]
+    bridges = model.bridges
+    boards = [
+        LabBoard(b.name, str(b.kind), str(b.address), BOARD_PORT, b.pixels, str(b.pixel_type))
+        for b in (bridges.boards if bridges else [])
+    ]
+    addresses += [b.address for b in boards]
+    sound = bridges.sound if bridges else None
     pis = []
     for pi in cluster.pis:
         serial = lab_serial(pi.bank, pi.slot)
@@ -191,4 +219,7 @@ def build_plan(
         controllers=controllers,
         groups=groups,
         pis=pis,
+        boards=boards,
+        sound_netns=f"{prefix}-sound" if sound else None,
+        sound_address=str(sound.address) if sound else None,
     )

@@ -3,7 +3,9 @@
 It builds the lab's networks (``LabPlan``): a bridge namespace (the cluster switch), the head's
 namespace (the head container joins it), a devices namespace holding the power controllers'
 and switches' addresses, and one namespace per simulated Pi with the Pi's MAC. It runs the
-power controller simulators on their lab addresses and wires them to the Pis: an outlet
+power controller simulators and the bridge boards' simulators (``bramble.sim.boards``, with
+the boards' secrets) on their lab addresses, gives the sound Pi's namespace (its container joins
+it) the model's sound address, and wires the controllers to the Pis: an outlet
 switched on starts the boot ROM simulator of every Pi its power group feeds; a Pi whose ROM
 booted reads its agent configuration from the head's NFS export (``nfs-cat``, a real NFS read
 from the Pi's namespace) and runs the real ``bramble-agent`` there. Switching the outlet off
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bramble.lab.plan import LabController, LabPi, LabPlan
+from bramble.lab.plan import LabBoard, LabController, LabPi, LabPlan
 from bramble.labnet import enter_netns, ip, list_netns, stop_process
 from bramble.sim import pirom
 from bramble.sim.power import Outlets, ThreadedSim
@@ -88,6 +90,9 @@ def build_networks(plan: LabPlan) -> None:
     _veth(plan, plan.devices_netns, "v-dev", "eth0", "br-cluster")
     for address in plan.device_addresses:
         ip("-n", plan.devices_netns, "addr", "add", address + cidr, "dev", "eth0")
+    if plan.sound_netns and plan.sound_address:
+        _veth(plan, plan.sound_netns, "v-sound", "eth0", "br-cluster")
+        ip("-n", plan.sound_netns, "addr", "add", plan.sound_address + cidr, "dev", "eth0")
     _control_leg(plan)
     for index, pi in enumerate(plan.pis, 1):
         _veth(plan, pi.netns, f"v-p{index:04d}", "eth0", "br-cluster")
@@ -136,6 +141,26 @@ def delete_networks(plan: LabPlan) -> list[str]:
     if Path(f"/sys/class/net/{plan.control_interface}").exists():
         left.append(f"interface {plan.control_interface}")
     return left
+
+
+class BoardSim(ThreadedSim):
+    """A bridge board simulator (``bramble.sim.boards``) in a thread of its own."""
+
+    def __init__(self, board: LabBoard, secret: str) -> None:
+        super().__init__(board.address, board.port)
+        from bramble.sim import boards  # noqa: PLC0415 - only labs with boards need it
+
+        self.board: boards.Board = (
+            boards.ButtonsBoard(board.name, secret)
+            if board.kind == "buttons"
+            else boards.LightsBoard(board.name, secret, board.pixels, board.pixel_type)
+        )
+
+    async def _serve(self) -> int:
+        return await self.board.start(self.host, self.port)
+
+    async def _shutdown(self) -> None:
+        await self.board.stop()
 
 
 @dataclass
@@ -198,6 +223,17 @@ class Supervisor:
             LOG.info(
                 "%s (%s) on %s:%s", controller.name, controller.driver, controller.address, sim.port
             )
+
+    def start_boards(self) -> None:
+        """Each bridge board's simulator, with its secret, in the devices namespace."""
+        for board in self.plan.boards:
+            secret = self.secrets.get(f"board-{board.name}", "")
+            if not secret:
+                LOG.warning("board %s: no secret in the lab's secrets, using 'lab'", board.name)
+            sim = BoardSim(board, secret or "lab")
+            sim.start()
+            self.sims.append(sim)
+            LOG.info("%s (%s board) on %s:%s", board.name, board.kind, board.address, sim.port)
 
     def start_switches(self) -> None:
         """Each switch's SNMP agent (MAC table of the powered Pis), in the devices namespace."""
@@ -445,6 +481,7 @@ def run(plan: LabPlan, secrets: dict[str, str]) -> int:
         build_networks(plan)
         supervisor.start_controllers()
         supervisor.start_switches()
+        supervisor.start_boards()
         supervisor.write_status()
         (state_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
         LOG.info(
