@@ -6,7 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_RUN := python3 python3-venv python3-dev gcc make git
+APT_RUN := python3 python3-venv python3-dev gcc make git \
+  podman runc debootstrap iproute2 libnfs-utils
 # Tests also run real daemons and a systemd container (see ../shared/TESTLAB.md): podman with
 # runc, debootstrap for the base image (tests/images/build), dnsmasq's binary (dnsmasq-base: no
 # service on this machine), DHCP and TFTP clients, NFS-Ganesha with rpcbind and NFS clients,
@@ -14,17 +15,24 @@ APT_RUN := python3 python3-venv python3-dev gcc make git
 APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp iproute2 \
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils \
   mmdebstrap qemu-user-static binfmt-support arch-test zstd binutils \
-  qemu-system-arm openssh-client postgresql \
+  qemu-system-arm qemu-efi-aarch64 grub-common openssh-client postgresql \
   gcc-avr avr-libc arduino-core-avr mpg123 sox lame \
   strongswan-swanctl charon-systemd libstrongswan-standard-plugins libcharon-extra-plugins nftables \
   chromium chromium-driver
+# The lab's size (docs/lab.md "Sizes"): 2 banks of 4 is inventory/lab itself; another size is a
+# scaled copy written to build/lab-<banks>x<size> (python -m bramble.lab inventory).
+LAB_BANKS ?= 2
+LAB_BANK_SIZE ?= 4
+LAB_INVENTORY := $(if $(filter 2x4,$(LAB_BANKS)x$(LAB_BANK_SIZE)),,build/lab-$(LAB_BANKS)x$(LAB_BANK_SIZE))
+LAB_SCALE := $(if $(LAB_INVENTORY),$(BIN)/python -m bramble.lab inventory --banks $(LAB_BANKS) --bank-size $(LAB_BANK_SIZE) --out $(LAB_INVENTORY),@:)
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm bench-fleet lab-down clean
+.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm bench-fleet bench-dashboard bench-lab lab-down clean
 
 help:
 	@echo "make run    - ansible-playbook site.yml on the default inventory (inventory/lab)"
+	@echo "             (LAB_BANKS=N LAB_BANK_SIZE=M: a lab of another size; make lab-down likewise)"
 	@echo "make test   - lint, unit and integration tests, molecule scenarios"
 	@echo "make bench  - benchmarks (written up in docs/benchmarks.md)"
 
@@ -61,7 +69,8 @@ venv: $(VENV)/.run-deps
 venv-test: $(VENV)/.test-deps
 
 run: venv
-	ANSIBLE_STDOUT_CALLBACK=bramble_progress $(BIN)/ansible-playbook site.yml
+	$(LAB_SCALE)
+	ANSIBLE_STDOUT_CALLBACK=bramble_progress $(BIN)/ansible-playbook $(if $(LAB_INVENTORY),-i $(LAB_INVENTORY)) site.yml
 
 test: venv-test images
 	tests/run-all
@@ -94,6 +103,15 @@ clean:
 bench-fleet: venv-test
 	$(BIN)/python bench/fleet/fleet.py
 
+# The dashboard with 1,050 live Pis in headless Chromium (docs/benchmarks.md, "Dashboard").
+bench-dashboard: venv-test
+	$(BIN)/python bench/dashboard.py
+
+# make run from nothing, then again (docs/benchmarks.md, "Lab"); tears the lab down.
+bench-lab: venv
+	$(BIN)/python bench/lab.py
+
 # Remove everything the lab made (namespaces, head container, simulators): docs/lab.md.
 lab-down: venv
-	$(BIN)/ansible-playbook playbooks/lab_destroy.yml
+	$(LAB_SCALE)
+	$(BIN)/ansible-playbook $(if $(LAB_INVENTORY),-i $(LAB_INVENTORY)) playbooks/lab_destroy.yml

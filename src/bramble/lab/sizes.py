@@ -2,7 +2,8 @@
 
     python -m bramble.lab inventory --banks 4 --bank-size 8     # -> build/lab-4x8/
 
-The copy keeps the lab's group_vars (linked, so they stay the same) and rewrites cluster.yml:
+The copy keeps the lab's group_vars and host_vars (linked, so they stay the same) and
+rewrites cluster.yml:
 
 - its own name ``lab<N>x<M>`` (namespaces ``brl-lab<N>x<M>-*``, state
   ``/run/bramble/lab/lab<N>x<M>/``) and its own network ``10.<200..249>.0.0/16``: the control
@@ -56,6 +57,8 @@ BANKS_PER_PAIR = 2 * RELAY_OUTLETS
 PAIR_BASE = 40
 #: Switch ports per bank are the bank size rounded up to this (a default lab: banks on 1 and 9).
 PORT_BLOCK = 8
+#: The inventory's variable folders a scaled copy links (the sound Pi's connection is a host var).
+VARS_DIRS = ("group_vars", "host_vars")
 #: File of the generated group_vars that holds the extra controllers' lab secrets.
 SIZE_VARS = "lab_size.yml"
 HEADER = (
@@ -232,10 +235,11 @@ def _link(path: Path, target: Path) -> bool:
 
 
 def _group_vars(source: Path, out: Path, secrets: dict[str, str]) -> bool:
-    """Link every group_vars file of ``source`` into ``out``; extra secrets in SIZE_VARS."""
+    """Link every group_vars and host_vars file of ``source`` into ``out``; extra secrets in
+    SIZE_VARS."""
     changed = False
     wanted: set[Path] = set()
-    for file in sorted((source / "group_vars").rglob("*")):
+    for file in sorted(f for d in VARS_DIRS for f in (source / d).rglob("*")):
         if file.is_file():
             target = out / file.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +251,7 @@ def _group_vars(source: Path, out: Path, secrets: dict[str, str]) -> bool:
         text += yaml.safe_dump(secrets, sort_keys=False)
         changed |= _write(size_vars, text)
         wanted.add(size_vars)
-    for file in (out / "group_vars").rglob("*"):
+    for file in [f for d in VARS_DIRS for f in (out / d).rglob("*")]:
         if file not in wanted and (file.is_symlink() or file.name == SIZE_VARS):
             file.unlink()
             changed = True

@@ -39,6 +39,14 @@ from bramble.sim.power import Outlets, ThreadedSim
 
 LOG = logging.getLogger("bramble.lab")
 ROM_TIMEOUT = 180.0  # seconds one simulated power-on may take before it counts as failed
+
+
+def rom_timeout(dhcp_tries: int) -> float:
+    """Seconds one simulated power-on may take: its DHCP rounds (about 5 s each), the TFTP
+    reads after them, and never less than ``ROM_TIMEOUT``."""
+    return max(ROM_TIMEOUT, dhcp_tries * 5.0 + 60.0)
+
+
 NFS_TRIES = 10  # attempts to read the agent configuration over NFS, 2 s apart
 AGENT_CONFIG = "etc/bramble/agent.toml"  # inside the exported root
 AGENT_SECRETS = ("etc/bramble/secrets/cluster.key", "etc/bramble/secrets/agent.token")
@@ -319,7 +327,7 @@ class Supervisor:
         if rom is None:
             return
         try:
-            output, _ = rom.communicate(timeout=ROM_TIMEOUT)
+            output, _ = rom.communicate(timeout=rom_timeout(self.plan.rom_dhcp_tries))
         except subprocess.TimeoutExpired:
             stop_process(rom)
             output = ""
