@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bramble.lab.plan import LabPlan, build_plan, lab_mac, lab_serial
+from bramble.lab.supervisor import ROM_TIMEOUT, rom_timeout
 from bramble.model import net
 from cluster_helpers import INVENTORIES
 
@@ -65,8 +66,6 @@ def test_the_bridges_boards_and_sound_pi_get_the_models_addresses(tmp_path: Path
 
 
 def test_a_rom_may_take_as_long_as_its_dhcp_rounds() -> None:
-    from bramble.lab.supervisor import ROM_TIMEOUT, rom_timeout
-
     assert rom_timeout(5) == ROM_TIMEOUT  # a real 3B+ ROM's 5 rounds: the floor
     assert rom_timeout(24) == ROM_TIMEOUT  # the lab's default (two minutes of DHCP)
     assert rom_timeout(96) == 96 * 5.0 + 60.0  # a big lab's ROMs wait longer for their bank
