@@ -18,7 +18,8 @@ def _entries(*rows: tuple) -> list[MacEntry]:
     ]
 
 
-@pytest.mark.parametrize("name", ["bigpi", "lab", "desk"])
+# The lab ships none: each lab harvests its own (git-ignored, removed by make lab-down).
+@pytest.mark.parametrize("name", ["bigpi", "desk"])
 def test_shipped_mac_files_are_in_canonical_form(name):
     path = INVENTORIES / name / "macs.yml"
     assert dump_mac_file(read_mac_file(path)) == path.read_text(encoding="utf-8")
