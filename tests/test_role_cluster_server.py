@@ -7,6 +7,7 @@ and the role's secret checks run before any change.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from bramble.model import load_cluster
 from bramble.services.config import load_server_config
 from bramble.services.server.model import load_model_nodes
-from cluster_helpers import ROOT, mac_of, run_tool, serial_of
+from cluster_helpers import BASE_MODEL, ROOT, mac_of, run_tool, serial_of
 from role_render import render_role
 
 pytestmark = pytest.mark.slow
@@ -76,6 +77,34 @@ def test_server_config_loads_with_the_servers_loader(model_dir, tmp_path):
     ]
     unit = (out / "bramble-server.service").read_text(encoding="utf-8")
     assert re.search(r"--network=host .*--read-only --cap-drop=all", unit, re.S)
+    # 8 Pis: the floor of 4096 open files, for the container and for podman/conmon
+    assert "--ulimit=nofile=4096:4096" in unit
+    assert "\nLimitNOFILE=4096\n" in unit
+
+
+def test_the_open_file_limit_grows_with_the_fleet(model_dir, tmp_path):
+    """Keep-alive: an idle connection per agent; 1,260 Pis get 4 open files each."""
+    model = copy.deepcopy(BASE_MODEL)
+    model["banks"] = {"count": 60, "size": 21, "model": "pi3bplus"}
+    model["power"]["budget"] = 1260
+    model["power"]["groups"] = [
+        {"id": 1, "controller": "pdu1", "outlet": 1, "banks": list(range(1, 31))},
+        {"id": 2, "controller": "pdu1", "outlet": 2, "banks": list(range(31, 61))},
+    ]
+    out = tmp_path / "out"
+    result, derived = render_role(
+        "cluster_server",
+        model_dir(model),
+        out,
+        templates=TEMPLATES[1:],
+        derived=["cluster_server_nofile"],
+        extra=SECRETS,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert int(derived["cluster_server_nofile"]) == 5040
+    unit = (out / "bramble-server.service").read_text(encoding="utf-8")
+    assert "--ulimit=nofile=5040:5040" in unit
+    assert "\nLimitNOFILE=5040\n" in unit
 
 
 @pytest.mark.parametrize(

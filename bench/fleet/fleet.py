@@ -301,11 +301,17 @@ class Fleet:
         times = psutil.Process(self.server.pid).cpu_times()
         return float(times.user + times.system)
 
-    def stop_server(self) -> None:
+    def stop_server(self, *, kill: bool = False, freeze: float = 0.0) -> None:
+        """SIGTERM (a graceful stop), or SIGKILL (a crash: what is in flight is cut off);
+        ``freeze`` s stopped (SIGSTOP) before, so that requests pile up in flight."""
         if self.server is None:
             return
         if self.server.poll() is None:
-            self.server.terminate()
+            if freeze > 0:
+                self.server.send_signal(signal.SIGSTOP)
+                time.sleep(freeze)
+            self.server.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.server.send_signal(signal.SIGCONT)
             try:
                 self.server.wait(30)
             except subprocess.TimeoutExpired:
@@ -436,7 +442,7 @@ class Sweeps:
     """The timings of ``_sweeps``: wall and the sweeping process's CPU seconds per sweep."""
 
     concurrent: dict[str, bool]
-    seconds: dict[str, float]  # cold, warm, warm_unordered
+    seconds: dict[str, float]  # cold, warm, warm_unordered, restart, restart_unordered
     cpu_s: dict[str, float]
     sequential: dict[str, tuple[bool, float]]  # a sample: verdict and seconds per check
 
@@ -445,26 +451,34 @@ async def _sweeps(
     targets: list[tuple[str, str]], token: str, timeout: float, sequential_count: int
 ) -> Sweeps:
     """As the server sweeps: its connector, its concurrency (256), the last misses first."""
-    connector = health.connector(256, interval=10.0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        seconds: dict[str, float] = {}
-        cpu_s: dict[str, float] = {}
-        concurrent: dict[str, bool] = {}
-        for name in ("cold", "warm", "warm_unordered"):
-            # cold: new connections, nobody suspect; warm: the next sweep, on kept-alive
-            # connections, the agents that missed checked first; warm_unordered: the same
-            # without putting them first (the dead then wait behind the live)
-            suspects = {m for m, ok in concurrent.items() if not ok} if name == "warm" else ()
-            began, cpu = time.monotonic(), time.process_time()
-            result = await health.sweep(session, targets, token, timeout, 256, suspects=suspects)
-            seconds[name], cpu_s[name] = time.monotonic() - began, time.process_time() - cpu
-            concurrent = concurrent or result
-        sequential = {}
-        for mac, url in targets[:: max(1, -(-len(targets) // sequential_count))]:
-            began = time.monotonic()
-            ok = await health.check_one(session, url, token, timeout, mac)
-            sequential[mac] = ok, time.monotonic() - began
-        return Sweeps(concurrent, seconds, cpu_s, sequential)
+    seconds: dict[str, float] = {}
+    cpu_s: dict[str, float] = {}
+    concurrent: dict[str, bool] = {}
+    # cold: new connections, nobody suspect; warm: the next sweep, on kept-alive connections,
+    # the agents that missed checked first; warm_unordered: the same without putting them
+    # first (the dead then wait behind the live); restart: a restarted server's first sweep,
+    # new connections, the nodes not heard from since its start first (the live agents
+    # registered again, the hung ones did not: the ones the cold sweep found dead);
+    # restart_unordered: the same, nobody first (as the server did before it knew)
+    sequential: dict[str, tuple[bool, float]] = {}
+    for names in (("cold", "warm", "warm_unordered"), ("restart_unordered",), ("restart",)):
+        connector = health.connector(256, interval=10.0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for name in names:
+                dead = {m for m, ok in concurrent.items() if not ok}
+                suspects = dead if name in ("warm", "restart") else ()
+                began, cpu = time.monotonic(), time.process_time()
+                result = await health.sweep(
+                    session, targets, token, timeout, 256, suspects=suspects
+                )
+                seconds[name], cpu_s[name] = time.monotonic() - began, time.process_time() - cpu
+                concurrent = concurrent or result
+            if "restart" in names:  # the sequential baseline on kept-alive connections too
+                for mac, url in targets[:: max(1, -(-len(targets) // sequential_count))]:
+                    began = time.monotonic()
+                    ok = await health.check_one(session, url, token, timeout, mac)
+                    sequential[mac] = ok, time.monotonic() - began
+    return Sweeps(concurrent, seconds, cpu_s, sequential)
 
 
 def sequential_estimate(sweeps: Sweeps, timeout: float) -> float:
@@ -510,6 +524,9 @@ def health_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "sweep_cpu_s": cpu["warm"],
         "cold_s": secs["cold"],
         "cold_cpu_s": cpu["cold"],
+        "restart_s": secs["restart"],  # a restarted server's first sweep
+        "restart_cpu_s": cpu["restart"],
+        "restart_unordered_s": secs["restart_unordered"],
         "unordered_s": secs["warm_unordered"],
         "agents_cpu_s": agents_cpu,
         "load": load,
@@ -524,7 +541,10 @@ def health_sweep(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         f"{figure['found_dead']} found dead (timeout {args.health_timeout:g} s, load "
         f"{load:.1f}, {'lean' if args.lean else 'aiohttp'} agents): {secs['warm']:.2f} s "
         f"(goal <= 2 s; sweeper CPU {cpu['warm']:.2f} s); the first sweep, new connections: "
-        f"{secs['cold']:.2f} s (CPU {cpu['cold']:.2f} s); without the last misses first: "
+        f"{secs['cold']:.2f} s (CPU {cpu['cold']:.2f} s), after a server restart (those not "
+        f"heard from first) {secs['restart']:.2f} s (CPU {cpu['restart']:.2f} s), without them "
+        f"first {secs['restart_unordered']:.2f} s; the periodic sweep without the last misses "
+        f"first: "
         f"{secs['warm_unordered']:.2f} s; agents' CPU for all sweeps {agents_cpu:.1f} s; "
         f"sequential {sequential_s:.1f} s ({figure['sequential_measured']:,} measured); "
         f"ratio {figure['ratio']:.0f} (first sweep {figure['cold_ratio']:.0f}); "
@@ -546,7 +566,7 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         fleet.start_server()
         workers.start()
         time.sleep(settle)
-        fleet.stop_server()
+        fleet.stop_server(kill=args.restart_signal == "kill", freeze=args.restart_freeze)
         stopped = time.time()
         time.sleep(outage)
         fleet.start_server()
@@ -577,11 +597,15 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
     figure = {
         "agents": size,
         "beacon_interval_s": interval,
+        "restart_signal": args.restart_signal,
+        "restart_freeze_s": args.restart_freeze,
         "cold_share": cold / size,
         "restart_share": again / size,
         "restart_share_by_end": sum(t < float("inf") for t in back_times) / size,
         "cold_p99_s": percentile(cold_times, 0.99),
+        "restart_p50_s": percentile(back_times, 0.50),
         "restart_p99_s": percentile(back_times, 0.99),
+        "restart_max_s": back_times[-1] if back_times else float("nan"),
         "server_cpu_share": server_cpu / server_wall,  # while the fleet came back
         "agents_cpu_share": agents_cpu / server_wall,
         # registrations in each second after the restarted server's first beacon
@@ -591,9 +615,12 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         "load": os.getloadavg()[0],
     }
     print(
-        f"re-registration {size:>6,} agents: {100 * again / size:.1f}% within 2 beacon "
-        f"intervals ({window:g} s) of the restarted server's first beacon (goal >= 99%), p99 "
-        f"{figure['restart_p99_s']:.2f} s; cold start: {100 * cold / size:.1f}%, p99 "
+        f"re-registration {size:>6,} agents (SIG{args.restart_signal.upper()} after "
+        f"{args.restart_freeze:g} s frozen): "
+        f"{100 * again / size:.1f}% within 2 beacon "
+        f"intervals ({window:g} s) of the restarted server's first beacon (goal >= 99%), p50 "
+        f"{figure['restart_p50_s']:.2f} s, p99 {figure['restart_p99_s']:.2f} s, max "
+        f"{figure['restart_max_s']:.2f} s; cold start: {100 * cold / size:.1f}%, p99 "
         f"{figure['cold_p99_s']:.2f} s; restarted server's CPU "
         f"{100 * figure['server_cpu_share']:.0f}% of a core over {server_wall:.0f} s (simulated "
         f"agents {100 * figure['agents_cpu_share']:.0f}%); load {figure['load']:.1f}; "
@@ -657,6 +684,20 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=5.0, help="telemetry interval")
     parser.add_argument("--beacon-interval", type=float, default=5.0)
     parser.add_argument("--health-timeout", type=float, default=1.0)
+    parser.add_argument(
+        "--restart-signal",
+        choices=("term", "kill"),
+        default="term",
+        help="how the re-registration figure stops the server: term (a graceful restart) or "
+        "kill (a crash: requests in flight are cut off)",
+    )
+    parser.add_argument(
+        "--restart-freeze",
+        type=float,
+        default=0.0,
+        help="seconds the server is frozen (SIGSTOP) before that signal, so that requests "
+        "are in flight when it goes (a hung server restarted by a watchdog)",
+    )
     parser.add_argument(
         "--sequential",
         type=int,

@@ -9,6 +9,7 @@ answer. The whole file runs in a few seconds.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -204,3 +205,51 @@ def test_the_server_checks_the_nodes_that_missed_first(tmp_path: Any) -> None:
                 await agent.stop()
 
     run(settings(tmp_path, health={"timeout": TIMEOUT, "concurrency": 1}), scenario)
+
+
+def test_the_first_sweep_after_a_restart_checks_the_nodes_not_heard_from_first(
+    tmp_path: Any,
+) -> None:
+    """Registered before a restart, a hung node (a listening socket nobody accepts on: the
+    kernel completes the connection, no answer ever comes) does not register again; the
+    restarted server knows no misses yet, but checks it first, so its timeout runs while the
+    live nodes are checked (with one check at a time: they wait for it)."""
+    config = settings(tmp_path, health={"timeout": TIMEOUT, "concurrency": 1})
+    agents = [FakeAgent(m) for m in MACS[:2]]
+    checked: list[tuple[str, float]] = []
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+
+    async def before(server: Running, api: Client) -> None:
+        for number in range(2):
+            assert (await api.register(MACS[number], 9))[0] == 200
+        # registered last: the last in the registry's order (by MAC)
+        assert (await api.register(MACS[2], hung.getsockname()[1]))[0] == 200
+
+    async def after(server: Running, api: Client) -> None:
+        try:
+            for agent in agents:
+                original = agent._health
+
+                async def logged(request: Any, agent: FakeAgent = agent, original: Any = original):
+                    checked.append((agent.mac, time.monotonic()))
+                    return await original(request)
+
+                agent._health = logged
+                await agent.start()
+                await api.register(agent.mac, agent.port)  # the live ones come back
+            began = time.monotonic()
+            results = await server.server.sweep()
+            assert results == {MACS[0]: True, MACS[1]: True, MACS[2]: False}
+            assert [m for m, _ in checked] == MACS[:2]
+            assert checked[0][1] - began >= TIMEOUT * 0.9  # after the hung node's timeout
+        finally:
+            for agent in agents:
+                await agent.stop()
+
+    try:
+        run(config, before)
+        run(config, after)
+    finally:
+        hung.close()

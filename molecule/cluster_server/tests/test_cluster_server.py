@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 import tomllib
@@ -19,6 +20,7 @@ ENV = (
     f"CONTAINERS_STORAGE_CONF={SCRATCH}/containers/storage.conf"
 )
 ADMIN = "molecule-admin-token-0123"
+NOFILE = 4096  # cluster_server_nofile for the scenario's small model (below this host's 20000)
 
 
 def _podman(host, args: str):
@@ -91,6 +93,12 @@ def test_unit_runs_the_image_on_the_host_network(host):
     assert f"--volume={CONF_DIR}:/etc/bramble:ro" in unit
     assert "Restart=always" in unit
     assert f"Environment=CONTAINERS_STORAGE_CONF={SCRATCH}/containers/storage.conf" in unit
+    # open files: the container's and podman's, one kept-alive connection per agent and more
+    nofile = re.search(r"--ulimit=nofile=(\d+):\1 ", unit)
+    assert nofile, unit
+    assert int(nofile.group(1)) >= 4096
+    assert f"\nLimitNOFILE={nofile.group(1)}\n" in unit
+    assert "--ulimit=nproc=1024:1024 " in unit  # cluster_server_ulimits
 
 
 @pytest.fixture
@@ -100,7 +108,9 @@ def server(host):
     started = _podman(
         host,
         f"run -d --rm --name {name} --network none --read-only --cap-drop=all "
-        f"--security-opt=no-new-privileges --volume={CONF_DIR}:/etc/bramble:ro "
+        f"--security-opt=no-new-privileges --ulimit=nofile={NOFILE}:{NOFILE} "
+        "--ulimit=nproc=1024:1024 "  # as the unit: cluster_server_ulimits
+        f"--volume={CONF_DIR}:/etc/bramble:ro "
         f"--volume={SCRATCH}/lib/bramble:/var/lib/bramble:rw {IMAGE} "
         "--config /etc/bramble/server.toml",
     )
@@ -141,6 +151,9 @@ def test_the_built_server_answers_and_wants_the_admin_token(host, server):
             break
         time.sleep(0.5)
     assert status == 200, body
+    # the server process runs with the open-file limit the unit gives the container
+    limits = _podman(host, f"exec {server} cat /proc/1/limits").stdout
+    assert re.search(rf"Max open files\s+{NOFILE}\s+{NOFILE}\s", limits), limits
     assert _get(host, server, "/api/v1/nodes")[0] == 401
     status, body = _get(host, server, "/api/v1/nodes", ADMIN)
     assert status == 200, body

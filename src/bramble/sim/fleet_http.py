@@ -90,13 +90,14 @@ class LeanClient(TimedClient):
             status, answer = await asyncio.wait_for(
                 self._exchange(host, port, request), self.request_timeout
             )
-        except (TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (TimeoutError, ValueError) as exc:
             self.close()
             raise ServerError(f"{url}: {type(exc).__name__}: {exc}") from None
-        except OSError as exc:  # refused or reset: nothing listens (a restart)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            # refused, reset or closed before the answer: the server is not there or went
+            # away mid-request (a restart), as ServerClient's CUT_OFF
             self.close()
-            unreachable = isinstance(exc, ConnectionRefusedError | ConnectionResetError)
-            raise ServerError(f"{url}: {exc}", unreachable=unreachable) from None
+            raise ServerError(f"{url}: {type(exc).__name__}: {exc}", unreachable=True) from None
         if status == 404:
             raise UnknownNode(f"{url}: 404 (the server does not know this node)")
         if status != 200:

@@ -9,9 +9,10 @@ success it is back to one post per sample.
 The agent registers again when the server forgets it (404 on telemetry), when a beacon
 announces another address or port, and after it lost the server: a failed request, or a gap
 in the beacons longer than twice their usual spacing (the server was down and restarted). A
-beacon heard after the server refused a connection cuts the back-off short, so a restarted
-server sees its fleet come back within a beacon interval or two; a server that answers with
-errors (overloaded) is still backed off from.
+beacon heard after the server was found gone (a connection refused, or a request cut off by a
+reset or a close before the answer: ``ServerError.unreachable``) cuts the back-off short, so a
+restarted server sees its fleet come back within a beacon interval or two; a server that
+answers with errors (overloaded) or does not answer in time is still backed off from.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Agent:
         self.interval = self.settings.interval
         self._registered = False
         self._lost_at: float | None = None  # monotonic time of the first failure in a row
-        self._refused_at: float | None = None  # the last attempt found no server listening
+        self._gone_at: float | None = None  # the last attempt found the server gone
         self._beacon_times: list[float] = []
         self._wake = asyncio.Event()
         self._have_server = asyncio.Event()
@@ -109,10 +110,11 @@ class Agent:
         elif gap:
             log.info("%s: beacons resumed after %.1f s: registering again", self.name, gap)
             self._forget_registration(spread=True)
-        elif self._refused_at is not None and self._refused_at < received:
-            # a beacon after the server refused us: it is back, try now rather than after the
-            # back-off (an overloaded server that answers errors is still backed off from)
-            self._refused_at = None
+        elif self._gone_at is not None and self._gone_at < received:
+            # a beacon after the server refused or cut off a request: it is back, try now
+            # rather than after the back-off (the register spread keeps the fleet apart; an
+            # overloaded server that answers errors or times out is still backed off from)
+            self._gone_at = None
             self._forget_registration(spread=True)
         self._have_server.set()
 
@@ -188,24 +190,26 @@ class Agent:
 
     async def step(self) -> float:
         """One attempt; the longest wait before the next (a sample or beacon may cut it)."""
-        if self.server is None:
+        server = self.server
+        if server is None:
             return self.interval
         try:
             if not self._registered:
                 if self._spread_once:
                     self._spread_once = False
                     await asyncio.sleep(self.rng.uniform(0, self.settings.register_spread))
-                await self.register(self.server)
+                await self.register(server)
             if not len(self.buffer):
                 return self.interval
             batch = self.buffer.peek(self.settings.max_samples_per_post)
-            accepted = await self.client.post_samples(self.server, self.identity.mac, batch)
+            accepted = await self.client.post_samples(server, self.identity.mac, batch)
         except UnknownNode:
             log.info("%s: the server does not know this node: registering again", self.name)
             self._registered = False
             return 0
         except ServerError as exc:
-            return self._failed(exc)
+            delay = self._failed(exc)
+            return 0 if self.server != server else delay  # a beacon moved us meanwhile
         self.buffer.commit(batch)
         self.stats.posts += 1
         self.stats.posted += len(batch)
@@ -216,7 +220,7 @@ class Agent:
                 self.name, time.monotonic() - self._lost_at, len(self.buffer), self.buffer.dropped,
             )  # fmt: skip
             self._lost_at = None
-        self._refused_at = None
+        self._gone_at = None
         self.backoff.succeeded()
         return 0 if len(self.buffer) else self.interval
 
@@ -236,11 +240,14 @@ class Agent:
         self.stats.failures += 1
         self.stats.last_error = str(exc)
         if exc.unreachable:
-            self._refused_at = time.monotonic()
+            self._gone_at = time.monotonic()
         if self._lost_at is None:
             self._lost_at = time.monotonic()
             log.warning("%s: server unreachable (%s); buffering", self.name, exc)
         self._registered = False  # it may have restarted: introduce ourselves again
+        # a sample taken during the failed attempt does not cut the back-off short; only
+        # what comes after the failure does (a beacon after the server was found gone)
+        self._wake.clear()
         return self.backoff.failed()
 
     def health(self) -> dict[str, object]:

@@ -12,13 +12,20 @@ from bramble.services.agent.identity import Identity
 from bramble.services.agent.sampler import Sample
 
 REQUEST_TIMEOUT = 10.0
+#: aiohttp's errors for a server that is not there or went away mid-request: refused or no
+#: route (ClientConnectorError, a ClientOSError), reset (ClientOSError), closed before the
+#: answer (ServerDisconnectedError) or in its body (ClientPayloadError). Not timeouts.
+CUT_OFF = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)
 
 
 class ServerError(Exception):
     """The server could not be reached or answered with an error (retry later).
 
-    ``unreachable``: nothing listened (connection refused or no route), as while the server
-    restarts; a beacon heard afterwards means it is worth trying again at once.
+    ``unreachable``: the server was not there or went away under the request: nothing
+    listened (connection refused, no route), or the connection was reset or closed before
+    an answer came, as while the server restarts. A beacon heard afterwards means it is
+    worth trying again at once. An error answer (HTTP 5xx, 429) or a timeout is not
+    ``unreachable``: the server is there but overloaded, and is backed off from.
     """
 
     def __init__(self, message: str, *, unreachable: bool = False) -> None:
@@ -78,8 +85,8 @@ class ServerClient:
                     text = (await response.text())[:200]
                     raise ServerError(f"{url}: HTTP {response.status} {text}")
                 return await response.json()
-        except aiohttp.ClientConnectorError as exc:
-            raise ServerError(f"{url}: {exc}", unreachable=True) from None
+        except CUT_OFF as exc:
+            raise ServerError(f"{url}: {type(exc).__name__}: {exc}", unreachable=True) from None
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise ServerError(f"{url}: {type(exc).__name__}: {exc}") from None
 

@@ -254,7 +254,14 @@ class ClusterServer:
         cfg = self.config.health
         began = time.monotonic()
         targets = [(mac, f"{n.base_url}/health") for mac, n in self.nodes.items()]
-        suspects = {mac for mac, n in self.nodes.items() if n.misses or n.health == "down"}
+        # first: the nodes that missed their last check, and those not heard from since this
+        # server started (the first sweep after a restart knows no misses yet: the nodes that
+        # did not register again are the ones that were dead when it stopped, or died since)
+        suspects = {
+            mac
+            for mac, n in self.nodes.items()
+            if n.misses or n.health == "down" or n.record.last_seen < self.started
+        }
         results = await health.sweep(
             self.session,
             targets,

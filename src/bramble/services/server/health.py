@@ -6,7 +6,8 @@ Where a sweep's time goes, and what keeps it short (docs/benchmarks.md, "Cluster
   ``connector`` keeps one connection per agent alive from one sweep to the next;
 - dead nodes: a hung agent costs the whole ``timeout``; checked last, it would add its
   timeout to the time the live checks took. ``sweep`` starts the suspects (nodes that missed
-  their last check) first, so their timeouts run alongside the other checks;
+  their last check; in the first sweep after a server start, those not heard from since)
+  first, so their timeouts run alongside the other checks;
 - concurrency: bounded (``concurrency`` checks in flight), each check bounded by ``timeout``,
   so a sweep takes at most ``ceil(nodes / concurrency) * timeout``.
 """

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -35,6 +36,9 @@ log = logging.getLogger("bramble.server")
 # woken by one beacon connects at once; an overflow costs an agent a SYN retry (1, 3, 7 s...)
 LISTEN_BACKLOG = 4096
 DEFAULT_CONFIG = "/etc/bramble/server.toml"
+# open files per node: its kept-alive health connection, its agent's telemetry connection
+FILES_PER_NODE = 2
+FILES_SPARE = 256  # the store, the beacon, operators, dashboards
 
 DESCRIPTION = """\
 The bramble cluster server, run on the head. It broadcasts a signed UDP beacon so agents
@@ -98,9 +102,33 @@ class Running:
         await self.server.stop()
 
 
+def open_file_limit(nodes: int) -> int:
+    """Raise the soft open-file limit to the hard one (the container's ``--ulimit nofile``,
+    systemd's LimitNOFILE; a shell often starts at 1024); warn when it is too low for
+    ``nodes`` agents, each with kept-alive connections. The limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    wanted = FILES_PER_NODE * nodes + FILES_SPARE
+    if soft < wanted:
+        log.warning(
+            "open-file limit %d is below the %d that %d nodes need (kept-alive connections): "
+            "raise it (cluster_server_nofile, podman --ulimit nofile, LimitNOFILE)",
+            soft,
+            wanted,
+            nodes,
+        )
+    return int(soft)
+
+
 async def start(config: ServerConfig, secrets: ServerSecrets) -> Running:
     """Open the store, start the server and its API (port 0 picks a free port)."""
     model = load_model_nodes(config.model.nodes_file)
+    open_file_limit(len(model))
     power = load_power(config.power)
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(None, open_store, config.store.sqlite, secrets.postgres_dsn)
