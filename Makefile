@@ -23,16 +23,19 @@ APT_TEST := $(APT_RUN) podman runc debootstrap dnsmasq-base busybox curl atftp i
 # scaled copy written to build/lab-<banks>x<size> (python -m bramble.lab inventory).
 LAB_BANKS ?= 2
 LAB_BANK_SIZE ?= 4
+# LAB_QEMU=1: the lab also netboots one QEMU arm64 node (docs/lab.md, "The QEMU node").
+LAB_QEMU ?=
 LAB_INVENTORY := $(if $(filter 2x4,$(LAB_BANKS)x$(LAB_BANK_SIZE)),,build/lab-$(LAB_BANKS)x$(LAB_BANK_SIZE))
 LAB_SCALE := $(if $(LAB_INVENTORY),$(BIN)/python -m bramble.lab inventory --banks $(LAB_BANKS) --bank-size $(LAB_BANK_SIZE) --out $(LAB_INVENTORY),@:)
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help run test venv venv-test lint unit molecule images bench bench-bootstorm bench-fleet bench-dashboard bench-lab lab-down clean
+.PHONY: help run test venv venv-test lint unit molecule images lab-qemu-image bench bench-bootstorm bench-fleet bench-dashboard bench-lab lab-down clean
 
 help:
 	@echo "make run    - ansible-playbook site.yml on the default inventory (inventory/lab)"
 	@echo "             (LAB_BANKS=N LAB_BANK_SIZE=M: a lab of another size; make lab-down likewise)"
+	@echo "             (LAB_QEMU=1: also a QEMU arm64 node netbooting the real image, ~5 min of a core)"
 	@echo "make test   - lint, unit and integration tests, molecule scenarios"
 	@echo "make bench  - benchmarks (written up in docs/benchmarks.md)"
 
@@ -68,9 +71,10 @@ $(VENV)/.test-deps: $(VENV)/.run-deps $(VENV)/.apt-test requirements/test.txt
 venv: $(VENV)/.run-deps
 venv-test: $(VENV)/.test-deps
 
-run: venv
+run: venv $(if $(filter 1 true yes,$(LAB_QEMU)),lab-qemu-image)
 	$(LAB_SCALE)
-	ANSIBLE_STDOUT_CALLBACK=bramble_progress $(BIN)/ansible-playbook $(if $(LAB_INVENTORY),-i $(LAB_INVENTORY)) site.yml
+	ANSIBLE_STDOUT_CALLBACK=bramble_progress $(BIN)/ansible-playbook $(if $(LAB_INVENTORY),-i $(LAB_INVENTORY)) \
+	  $(if $(filter 1 true yes,$(LAB_QEMU)),-e lab_qemu_node=true) site.yml
 
 test: venv-test images
 	tests/run-all
@@ -87,6 +91,13 @@ molecule: venv-test images
 # The systemd Debian image of the molecule scenarios, built once and reused (tests/images/build).
 images: $(VENV)/.apt-test
 	tests/images/build
+
+# The QEMU node's image (the Pi image with the agent), made once on this machine by the QEMU
+# node's own test, which also proves that it boots (10-20 minutes the first time; cached under
+# /var/cache/bramble/qemu-node, which make run LAB_QEMU=1 copies into the lab's head).
+lab-qemu-image:
+	@if ls /var/cache/bramble/qemu-node/*/ready >/dev/null 2>&1; then :; else \
+	  $(MAKE) venv-test images && $(BIN)/pytest -n 0 -q -p no:cacheprovider tests/integration/test_qemu_node.py; fi
 
 bench: venv-test
 	$(BIN)/python bench/inventory.py

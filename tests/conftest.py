@@ -72,3 +72,17 @@ def copy_inventory(tmp_path: Path) -> Callable[[str], Path]:
 def ansible_run() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run a tool of .venv/bin from the repository: ``ansible_run("ansible-playbook", ...)``."""
     return run_tool
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` (minutes each: the lab end to end, the QEMU node, the lab's VPN) go
+    first, each into its xdist group (``long`` unless the mark names another,
+    ``pytest.mark.long(group="...")``). Under ``pytest -n 2 --dist loadgroup`` (tests/run-all)
+    the tests of one group run one after the other on one worker from the start, while the other
+    worker takes the next group and then the rest, instead of two heavy tests meeting at the end."""
+    long = [item for item in items if item.get_closest_marker("long")]
+    for item in long:
+        mark = item.get_closest_marker("long")
+        group = mark.kwargs.get("group", "long") if mark else "long"
+        item.add_marker(pytest.mark.xdist_group(group))
+    items[:] = long + [item for item in items if not item.get_closest_marker("long")]

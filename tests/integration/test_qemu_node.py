@@ -47,7 +47,7 @@ from integration.nfs_server import ganesha, render_ganesha
 from integration.qemu_image import AGENT_TOKEN, CLUSTER, CLUSTER_KEY, AgentImage, agent_image
 from integration.test_pi_image import HEAD, Built, built  # noqa: F401 - the image fixture
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.long]
 
 REPO = Path(__file__).resolve().parents[2]
 #: Two Pis of one bank: the machines take their MACs (the model derives them from the serials).

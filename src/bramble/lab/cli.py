@@ -4,13 +4,17 @@
     bramble-lab status --name lab
     bramble-lab down --name lab
     bramble-lab inventory --banks 4 --bank-size 8 [--out build/lab-4x8]
+    bramble-lab qemu-image --srv /run/bramble/lab/lab/srv --head 10.42.0.1
 
 ``up`` and ``down`` print one JSON line ``{"changed": ..., ...}`` (what Ansible reads): ``up``
 changes nothing when the lab's supervisor already runs with the same plan, and restarts it
 when the plan differs; ``down`` stops the supervisor by the PID in its state folder
 (``/run/bramble/lab/<name>/``), which removes its processes and namespaces, then removes any
-namespace of the plan still there and the state folder. Needs root. ``inventory`` writes a copy of
-inventory/lab scaled to N banks of M Pis (bramble.lab.sizes; no root needed) and prints where.
+namespace of the plan still there and the state folder; a QEMU node (``up --qemu-node``) is
+stopped by its PID file, also when its supervisor was lost. ``qemu-image`` copies the cached real
+image into a lab's /srv/bramble for the QEMU node (bramble.lab.qemu_image). Needs root.
+``inventory`` writes a copy of inventory/lab scaled to N banks of M Pis (bramble.lab.sizes; no
+root needed) and prints where.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bramble.lab import sizes
-from bramble.lab.plan import STATE_ROOT, LabPlan, build_plan
+from bramble.lab import cloud, qemu_image, sizes
+from bramble.lab.plan import STATE_ROOT, LabPlan, QemuSettings, build_plan
+from bramble.lab.qemu_node import LAB_MAC, stop_pid_file
 from bramble.lab.supervisor import delete_networks, run
 from bramble.labnet import ip, list_netns
 
@@ -68,10 +73,15 @@ def read_status(state_dir: Path) -> dict[str, Any]:
     return data
 
 
-def up(
-    model: Path, name: str, secrets: Path | None, state_root: Path, rom_dhcp_tries: int = 5
+def up(  # noqa: PLR0917 - the CLI's options, one by one
+    model: Path,
+    name: str,
+    secrets: Path | None,
+    state_root: Path,
+    rom_dhcp_tries: int = 5,
+    qemu: QemuSettings | None = None,
 ) -> dict[str, Any]:
-    plan = build_plan(model, name, state_root, rom_dhcp_tries)
+    plan = build_plan(model, name, state_root, rom_dhcp_tries, qemu)
     state_dir = Path(plan.state_dir)
     plan_file = state_dir / "plan.json"
     pid = supervisor_pid(state_dir)
@@ -126,7 +136,8 @@ def plan_dict(plan: LabPlan) -> dict[str, Any]:
 
 def down(name: str, state_root: Path) -> dict[str, Any]:
     state_dir = state_root / name
-    changed = False
+    # The cloud gateway (lab_vpn) first: its charon, by PID, and its namespace.
+    changed = bool(cloud.down(name, state_root)["changed"])
     pid = supervisor_pid(state_dir)
     if pid is not None:
         changed = True
@@ -139,6 +150,9 @@ def down(name: str, state_root: Path) -> dict[str, Any]:
             # its ROMs, agents and NFS readers are in it too, and go with it.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    # The QEMU node: its supervisor stops it; this finds one whose supervisor was lost.
+    if stop_pid_file(state_dir / "qemu.pid"):
+        changed = True
     left: list[str] = []
     plan_file = state_dir / "plan.json"
     try:
@@ -173,6 +187,16 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--rom-dhcp-tries", type=int, default=5, help="DHCP rounds of each simulated ROM"
     )
+    start.add_argument(
+        "--qemu-node", choices=("true", "false"), default="false", help="run the QEMU node too"
+    )
+    start.add_argument("--qemu-name", default="qemu1")
+    start.add_argument("--qemu-mac", default=LAB_MAC)
+    start.add_argument("--qemu-address", default="", help="default: host part .0.200")
+    image = sub.add_parser("qemu-image", help="copy the QEMU node's image into a lab's srv")
+    image.add_argument("--srv", type=Path, required=True, help="the head's /srv/bramble")
+    image.add_argument("--head", required=True, help="the head's cluster address")
+    image.add_argument("--cache", type=Path, default=qemu_image.CACHE)
     scale = sub.add_parser("inventory", help="write inventory/lab scaled to N banks of M Pis")
     scale.add_argument("--banks", type=int, default=sizes.DEFAULT_BANKS)
     scale.add_argument("--bank-size", type=int, default=sizes.DEFAULT_BANK_SIZE)
@@ -195,11 +219,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "up":
+            qemu = (
+                QemuSettings(args.qemu_name, args.qemu_mac, args.qemu_address or None)
+                if args.qemu_node == "true"
+                else None
+            )
             print(
                 json.dumps(
-                    up(args.model, args.name, args.secrets, args.state_root, args.rom_dhcp_tries)
+                    up(
+                        args.model,
+                        args.name,
+                        args.secrets,
+                        args.state_root,
+                        args.rom_dhcp_tries,
+                        qemu,
+                    )
                 )
             )
+        elif args.command == "qemu-image":
+            print(json.dumps(qemu_image.install(args.srv, args.head, args.cache)))
         elif args.command == "down":
             print(json.dumps(down(args.name, args.state_root)))
         elif args.command == "inventory":

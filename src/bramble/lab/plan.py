@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bramble.lab.qemu_node import LAB_MAC
 from bramble.model.cluster import load_cluster
 
 STATE_ROOT = Path("/run/bramble/lab")
@@ -71,6 +72,19 @@ class LabBoard:
     pixel_type: str
 
 
+@dataclass(frozen=True)
+class LabQemu:
+    """The lab's one real arm64 node (``lab_qemu_node``): a QEMU machine on a tap port of the
+    cluster bridge (bramble.lab.qemu_node); the head reserves ``ip`` for ``mac``."""
+
+    name: str
+    mac: str
+    ip: str
+    tap: str
+    pid_file: str
+    console: str
+
+
 @dataclass
 class LabPlan:
     """Everything one lab holds."""
@@ -99,6 +113,8 @@ class LabPlan:
     # The sound Pi's namespace (its systemd container joins it) and address, if the model has one.
     sound_netns: str | None = None
     sound_address: str | None = None
+    # The QEMU node, when the lab has one (off by default).
+    qemu: LabQemu | None = None
 
     @property
     def namespaces(self) -> list[str]:
@@ -119,6 +135,8 @@ class LabPlan:
         data["switches"] = [LabSwitch(**w) for w in data.get("switches", [])]
         data["boards"] = [LabBoard(**b) for b in data.get("boards", [])]
         data["groups"] = {int(k): (v[0], int(v[1])) for k, v in data["groups"].items()}
+        if data.get("qemu"):
+            data["qemu"] = LabQemu(**data["qemu"])
         return cls(**data)
 
 
@@ -134,16 +152,36 @@ def lab_mac(serial: str) -> str:
 
 
 DEFAULT_PORTS = {"http_relay": 80, "synaccess": 23, "snmp_pdu": 161, "poe_snmp": 161}
+#: The QEMU node's address: this host part of the lab's network (block 0 holds the head and
+#: the devices, .0.1 to .0.100 at most; the banks start at block 1).
+QEMU_HOST = 200
+#: The QEMU node's tap port on br-cluster (in the bridge's namespace).
+QEMU_TAP = "qn0"
 #: The boards' HTTP port (the sketches' and bridges_board_port's default).
 BOARD_PORT = 80
 
 
+@dataclass(frozen=True)
+class QemuSettings:
+    """What ``lab_qemu_node`` asks for: the node's name, MAC and reserved address (None: the
+    network's host part .0.200, outside the banks and the devices)."""
+
+    name: str = "qemu1"
+    mac: str = LAB_MAC
+    ip: str | None = None
+
+
 def build_plan(
-    model_file: str | Path, name: str, state_root: Path = STATE_ROOT, rom_dhcp_tries: int = 5
+    model_file: str | Path,
+    name: str,
+    state_root: Path = STATE_ROOT,
+    rom_dhcp_tries: int = 5,
+    qemu: QemuSettings | None = None,
 ) -> LabPlan:
     """The lab for the cluster model at ``model_file`` (its cluster.yml).
 
     ``rom_dhcp_tries``: DHCP rounds of each simulated ROM before it gives up (a Pi 3B+ tries 5).
+    ``qemu``: the lab also has the QEMU node (None: it has none).
     """
     cluster = load_cluster(model_file)
     model = cluster.model
@@ -199,10 +237,21 @@ def build_plan(
         for w in model.switches
         if w.address
     ]
+    state_dir = state_root / name
+    node = None
+    if qemu is not None:
+        node = LabQemu(
+            name=qemu.name,
+            mac=qemu.mac.lower(),
+            ip=qemu.ip or str(network.network_address + QEMU_HOST),
+            tap=QEMU_TAP,
+            pid_file=str(state_dir / "qemu.pid"),
+            console=str(state_dir / "qemu" / "console.log"),
+        )
     return LabPlan(
         name=name,
         prefix=prefix,
-        state_dir=str(state_root / name),
+        state_dir=str(state_dir),
         cluster_netns=f"{prefix}-net",
         head_netns=f"{prefix}-head",
         devices_netns=f"{prefix}-dev",
@@ -222,4 +271,5 @@ def build_plan(
         boards=boards,
         sound_netns=f"{prefix}-sound" if sound else None,
         sound_address=str(sound.address) if sound else None,
+        qemu=node,
     )

@@ -12,9 +12,10 @@ from the Pi's namespace) and runs the real ``bramble-agent`` there. Switching th
 stops the ROMs and agents and takes the Pis' addresses away.
 
 State lives under ``/run/bramble/lab/<lab>/``: ``plan.json`` (what exists), ``supervisor.pid``
-and ``status.json`` (per Pi: power, boots, booted, agent). On SIGTERM the supervisor stops
-every process it started (by PID) and deletes every namespace of the plan, also after an
-error half-way through building. Nothing is routed: no namespace gets a route beyond its link.
+and ``status.json`` (per Pi: power, boots, last power-on time, booted, agent). On SIGTERM the
+supervisor stops every process it started (by PID) and deletes every namespace of the plan, also
+after an error half-way through building. Nothing is routed: no namespace gets a route beyond
+its link.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bramble.lab.plan import LabBoard, LabController, LabPi, LabPlan
-from bramble.labnet import enter_netns, ip, list_netns, stop_process
+from bramble.lab.plan import LabBoard, LabController, LabPi, LabPlan, LabQemu
+from bramble.lab.qemu_node import FAILURES, GRUB, KERNEL, OVERLAY, QemuNode, QemuNodeError
+from bramble.labnet import LabNetError, enter_netns, ip, list_netns, stop_process
 from bramble.sim import pirom
 from bramble.sim.power import Outlets, ThreadedSim
 
@@ -47,6 +49,12 @@ def rom_timeout(dhcp_tries: int) -> float:
     return max(ROM_TIMEOUT, dhcp_tries * 5.0 + 60.0)
 
 
+#: The QEMU node: power-ons before it counts as failed, seconds from power-on to GRUB's first
+#: line before a power cycle (UEFI PXE gives up when the head did not answer yet).
+QEMU_TRIES = 4
+QEMU_GRUB_TIMEOUT = 240.0
+#: What the head serves the QEMU node, under the lab's state folder (the head's /srv/bramble).
+QEMU_NEEDS = ("srv/tftp/efi-arm64/grub.cfg", "srv/tftp/efi-arm64/bootaa64.efi", "srv/boot/vmlinuz")
 NFS_TRIES = 10  # attempts to read the agent configuration over NFS, 2 s apart
 AGENT_CONFIG = "etc/bramble/agent.toml"  # inside the exported root
 AGENT_SECRETS = ("etc/bramble/secrets/cluster.key", "etc/bramble/secrets/agent.token")
@@ -179,10 +187,112 @@ class PiState:
     powered: bool = False
     generation: int = 0
     boots: int = 0
+    powered_at: float = 0.0  # time.time() of the last power-on: registrations before it are stale
     booted: bool = False
     failure: str | None = None
     agent_pid: int | None = None
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+
+class QemuRunner:
+    """The lab's QEMU node (``plan.qemu``), in a thread of the supervisor.
+
+    It waits until the head serves the node (GRUB, grub.cfg and the image's kernel in the lab's
+    /srv/bramble: dhcp_tftp with ``dhcp_tftp_uefi_arm64`` ran), then powers it on, and powers it
+    on again (at most ``QEMU_TRIES`` times) when GRUB did not load within ``QEMU_GRUB_TIMEOUT``
+    (the head's dnsmasq did not serve it yet) or QEMU exited (a panic reboots, and QEMU runs
+    with -no-reboot). The agent's registration is the server's to tell (the lab report asks).
+    """
+
+    def __init__(
+        self, qemu: LabQemu, plan: LabPlan, stopping: threading.Event, changed: Any
+    ) -> None:
+        self.qemu = qemu
+        self.state_dir = Path(plan.state_dir)
+        self.stopping = stopping
+        self.changed = changed  # called when the status changed
+        self.node = QemuNode(
+            name=qemu.name, netns=plan.cluster_netns, bridge="br-cluster",
+            console=Path(qemu.console), mac=qemu.mac, tap=qemu.tap, pid_file=Path(qemu.pid_file),
+        )  # fmt: skip
+        self.lock = threading.Lock()
+        self.powered_at = 0.0  # time.time() of the last power-on
+        self.power_ons = 0
+        self.marks: dict[str, float] = {}  # stage -> seconds from power-on
+        self.failure: str | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"qemu-{qemu.name}")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "name": self.qemu.name,
+                "mac": self.qemu.mac,
+                "ip": self.qemu.ip,
+                "powered": self.node.running(),
+                "powered_at": self.powered_at,
+                "power_ons": self.power_ons,
+                "boot": dict(self.marks),
+                "failure": self.failure,
+                "pid": process.pid if (process := self.node.process) else None,
+            }
+
+    def _served(self) -> bool:
+        return all((self.state_dir / need).exists() for need in QEMU_NEEDS)
+
+    def _run(self) -> None:
+        while not self._served():
+            if self.stopping.wait(2):
+                return
+        LOG.info("%s: the head serves it; powering on", self.qemu.name)
+        for attempt in range(1, QEMU_TRIES + 1):
+            outcome = self._boot_once()
+            if outcome is None:
+                return
+            LOG.info("%s: power-on %d of %d: %s", self.qemu.name, attempt, QEMU_TRIES, outcome)
+            with self.lock:
+                self.failure = outcome
+            self.node.stop()
+            self.changed()
+        LOG.error("%s: gave up after %d power-ons", self.qemu.name, QEMU_TRIES)
+
+    def _boot_once(self) -> str | None:
+        """Power on and watch; None when the lab stops, else why the node needs a power cycle."""
+        try:
+            self.node.start()
+        except (QemuNodeError, LabNetError, OSError) as exc:
+            return str(exc)
+        with self.lock:
+            self.powered_at = time.time()
+            self.power_ons += 1
+            self.marks = {}
+            self.failure = None
+        self.changed()
+        stages = {"grub": GRUB, "kernel": KERNEL, "overlay": OVERLAY}
+        while not self.stopping.wait(2):
+            text = self.node.console_text()
+            seconds = time.time() - self.powered_at
+            new = {k: round(seconds, 1) for k, mark in stages.items()
+                   if k not in self.marks and mark in text}  # fmt: skip
+            if new:
+                with self.lock:
+                    self.marks.update(new)
+                self.changed()
+            failed = [line for line in FAILURES if line in text]
+            if failed:
+                return f"the console showed {failed[0]!r}"
+            if not self.node.running():
+                return "QEMU exited (see qemu/console.log and console.qemu.log)"
+            if "grub" not in self.marks and seconds > QEMU_GRUB_TIMEOUT:
+                return f"no GRUB within {QEMU_GRUB_TIMEOUT:.0f} s (UEFI PXE got no answer)"
+        return None
+
+    def stop(self) -> None:
+        self.node.stop()
+        self.thread.join(timeout=10)
+        self.node.stop()  # a power-on that raced the stop
 
 
 class Supervisor:
@@ -200,6 +310,9 @@ class Supervisor:
         self.by_group: dict[int, list[PiState]] = {}
         for state in self.pis.values():
             self.by_group.setdefault(state.pi.power_group, []).append(state)
+        self.qemu = (
+            QemuRunner(plan.qemu, plan, self.stopping, self.write_status) if plan.qemu else None
+        )
 
     # ---- power controllers -------------------------------------------------------------------
     def _sim(self, controller: LabController, outlets: Outlets) -> ThreadedSim:
@@ -293,6 +406,7 @@ class Supervisor:
         if on:
             with self.lock:
                 state.boots += 1
+                state.powered_at = time.time()
             threading.Thread(
                 target=self._boot,
                 args=(state, generation),
@@ -433,6 +547,7 @@ class Supervisor:
         return {
             "pid": os.getpid(),
             "ready": True,
+            "qemu": self.qemu.status() if self.qemu else None,
             "pis": {
                 name: {
                     "bank": s.pi.bank,
@@ -442,6 +557,7 @@ class Supervisor:
                     "netns": s.pi.netns,
                     "powered": s.powered,
                     "boots": s.boots,
+                    "powered_at": s.powered_at,
                     "booted": s.booted,
                     "failure": s.failure,
                     "agent_pid": s.agent_pid,
@@ -459,6 +575,8 @@ class Supervisor:
                 state.processes = []
         for process in processes:
             stop_process(process)
+        if self.qemu:
+            self.qemu.stop()
         for sim in self.sims:
             with contextlib.suppress(Exception):
                 sim.close()
@@ -490,6 +608,8 @@ def run(plan: LabPlan, secrets: dict[str, str]) -> int:
         supervisor.start_controllers()
         supervisor.start_switches()
         supervisor.start_boards()
+        if supervisor.qemu:
+            supervisor.qemu.start()
         supervisor.write_status()
         (state_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
         LOG.info(
