@@ -388,6 +388,28 @@ def test_agent_registered_asks_the_server(server: str) -> None:
         WAIT.AgentRegistered(server, "wrong").poll()
 
 
+def test_agent_registered_counts_registrations_not_telemetry(server: str) -> None:
+    """bramble-server's nodes carry last_registered: the old agent's last posts, between start()
+    and the power going off, move last_seen but do not count the Pi as booted."""
+    watcher = WAIT.AgentRegistered(server, "adm1n")
+    watcher.start()
+    old = watcher.since - 600
+    _Nodes.nodes = {
+        "nodes": [
+            # the old agent posted after start(): last_seen moved, no new registration
+            {"mac": "b8:27:eb:00:02:01", "health": "up", "registered_at": old,
+             "last_registered": old, "last_seen": watcher.since + 1},
+            # the booted Pi's new agent registered
+            {"mac": "b8:27:eb:00:02:02", "health": "up", "registered_at": old,
+             "last_registered": watcher.since + 30, "last_seen": watcher.since + 30},
+            # listed from the store after a server restart, not registered with it yet
+            {"mac": "b8:27:eb:00:02:03", "health": "unknown", "registered_at": old,
+             "last_registered": None, "last_seen": watcher.since + 5},
+        ]
+    }  # fmt: skip
+    assert watcher.poll() == {"b8:27:eb:00:02:02"}
+
+
 def test_agent_registered_keeps_polling_while_the_server_is_down() -> None:
     assert WAIT.AgentRegistered("http://127.0.0.1:9", "x", timeout=0.5).poll() == set()
 

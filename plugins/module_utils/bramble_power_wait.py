@@ -93,10 +93,13 @@ class DhcpSeen:
 class AgentRegistered:
     """MACs the cluster server lists as registered since ``start()`` (GET /api/v1/nodes).
 
-    A node counts when its ``mac`` is listed and, when the server gives them, the newer of
-    its ``last_seen``/``registered_at`` (UNIX seconds) is not older than ``start()`` (the
-    server keeps the first ``registered_at`` across re-registrations and moves
-    ``last_seen``), and its ``health`` (or ``state``) is not ``down``/``offline``.
+    A node counts when its ``mac`` is listed, its ``health`` (or ``state``) is not
+    ``down``/``offline``, and it registered since ``start()`` (UNIX seconds, 1 s of slack):
+    by ``last_registered`` (the agent's latest registration) when the server gives it. A
+    booted Pi's agent starts anew and registers; the old agent's telemetry, posted between
+    ``start()`` and the power going off, moves ``last_seen`` but not ``last_registered``, so
+    it does not count a Pi as booted before it was. A server without ``last_registered``:
+    the newer of ``last_seen``/``registered_at``.
     """
 
     def __init__(self, url: str, token: str | None, timeout: float = 5.0) -> None:
@@ -140,11 +143,14 @@ class AgentRegistered:
             health = str(node.get("health", node.get("state", ""))).lower()
             if health in ("down", "offline"):
                 continue
-            stamps = [
-                node[key]
-                for key in ("last_seen", "registered_at")
-                if isinstance(node.get(key), (int, float))
-            ]
+            keys = (
+                ("last_registered",)
+                if "last_registered" in node
+                else ("last_seen", "registered_at")
+            )
+            stamps = [node[key] for key in keys if isinstance(node.get(key), (int, float))]
+            if "last_registered" in node and not stamps:
+                continue  # not registered with this run of the server yet
             if stamps and max(stamps) < self.since - 1:
                 continue
             seen.add(mac)

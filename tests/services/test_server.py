@@ -239,6 +239,18 @@ def test_registration_trusts_only_model_macs_and_survives_a_restart(tmp_path: Pa
         }
         status, body = await api.register(STRANGER, 8471)
         assert (status, body["trusted"], body["node"]) == (200, False, None)
+        # last_registered moves with a registration, not with telemetry (bank_power's wait)
+        node = (await api.call("GET", f"/api/v1/nodes/{MACS[4]}", ADMIN))[1]
+        assert node["last_registered"] == node["registered_at"] > 0
+        await asyncio.sleep(0.05)
+        assert (await api.post_cpu(MACS[4], 1.0))[0] == 200
+        after_post = (await api.call("GET", f"/api/v1/nodes/{MACS[4]}", ADMIN))[1]
+        assert after_post["last_registered"] == node["last_registered"]
+        assert after_post["last_seen"] > node["last_seen"]
+        assert (await api.register(MACS[4], 8471))[0] == 200
+        again = (await api.call("GET", f"/api/v1/nodes/{MACS[4]}", ADMIN))[1]
+        assert again["last_registered"] > node["last_registered"]
+        assert again["registered_at"] == node["registered_at"]
         status, events = await api.call("GET", "/api/v1/events", ADMIN)
         assert any(e["kind"] == "untrusted" and e["mac"] == STRANGER for e in events["events"])
 
@@ -250,6 +262,7 @@ def test_registration_trusts_only_model_macs_and_survives_a_restart(tmp_path: Pa
         assert by_mac[MACS[4]]["name"] == "bank02-pi02"
         assert by_mac[MACS[4]]["trusted"]
         assert not by_mac[STRANGER]["trusted"]
+        assert by_mac[MACS[4]]["last_registered"] is None  # not with this run of the server
         # a restarted server knows the node: telemetry is accepted without registering again
         status, body = await api.post_cpu(MACS[4], 12.0)
         assert (status, body) == (200, {"accepted": 1})

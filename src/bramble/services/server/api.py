@@ -84,6 +84,7 @@ def node_json(node: NodeState) -> dict[str, Any]:
         **dataclasses.asdict(node.record),
         "health": node.health,
         "misses": node.misses,
+        "last_registered": node.last_registered or None,
         "latest": _sample_json(node.latest) if node.latest else None,
     }
 

@@ -192,7 +192,9 @@ class ClusterServer:
             last_seen=now,
         )
         self.registry.node(record)
-        state = NodeState(record, health="up", latest=old.latest if old else None)
+        state = NodeState(
+            record, health="up", latest=old.latest if old else None, last_registered=now
+        )
         self.nodes[mac] = state
         if known is None:
             await self.event("untrusted", record, "MAC is not in the cluster model; flagged")

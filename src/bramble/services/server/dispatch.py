@@ -20,6 +20,9 @@ class NodeState:
     misses: int = 0
     latest: Sample | None = None
     running_jobs: int = 0
+    #: time.time() of the agent's latest registration with this server run (0: none yet); the
+    #: record's registered_at is the first one ever, kept across re-registrations and restarts
+    last_registered: float = 0.0
 
     @property
     def base_url(self) -> str:
