@@ -85,7 +85,7 @@ def test_a_stand_in_root_is_replaced_and_a_missing_cache_says_how_to_make_it(
     srv = tmp_path / "srv"
     (srv / "root" / "etc").mkdir(parents=True)
     (srv / "root" / "etc" / "os-release").write_text("ID=bramble-lab-standin\n")
-    with pytest.raises(RuntimeError, match=r"test_qemu_node\.py"):
+    with pytest.raises(RuntimeError, match=r"make lab-qemu-image"):
         qemu_image.install(srv, "10.42.0.1", tmp_path / "cache")
     _cache(tmp_path, "k2")
     assert qemu_image.install(srv, "10.42.0.1", tmp_path / "cache")["changed"] is True
