@@ -22,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -53,6 +54,16 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> int | 
                 process.kill()
             process.wait(timeout)
     return process.returncode
+
+
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` runs: gone, or exited and waiting to be reaped (a zombie, whose
+    adopting parent, often PID 1, collects it in its own time), does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def list_netns() -> list[str]:

@@ -27,7 +27,7 @@ import yaml
 from bramble.lab import sizes
 from bramble.lab.cli import supervisor_pid
 from bramble.lab.plan import STATE_ROOT, build_plan
-from bramble.labnet import list_netns
+from bramble.labnet import list_netns, pid_running
 from cluster_helpers import BIN, ROOT
 
 pytestmark = [
@@ -180,16 +180,6 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         )
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` runs: gone, or exited and waiting to be reaped (a zombie: whoever
-    adopted it, here PID 1, collects it in its own time) is not running."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
 def changed_tasks(result: dict[str, Any]) -> list[str]:
     """``host: task`` for every task that reported a change."""
     found = []
@@ -250,7 +240,7 @@ def test_lab_end_to_end(lab: Lab) -> None:
     lab.playbook(ROOT / "playbooks" / "lab_destroy.yml")
     assert [n for n in list_netns() if n.startswith(f"brl-{lab.name}-")] == []
     assert not Path(f"/sys/class/net/{plan.control_interface}").exists()
-    assert not running(pid), f"the lab supervisor (pid {pid}) still runs"
+    assert not pid_running(pid), f"the lab supervisor (pid {pid}) still runs"
     assert not lab.state_dir.exists()
     assert not (lab.inventory / "macs.yml").exists()  # the lab's harvest is forgotten too
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)

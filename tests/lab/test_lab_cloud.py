@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bramble.lab.cloud import CHARON, CloudConfig, CloudGateway, swanctl_conf
-from bramble.labnet import ip, list_netns
+from bramble.labnet import ip, list_netns, pid_running
 
 
 def config(lab: str = "brtcloud", **changes: object) -> CloudConfig:
@@ -115,10 +115,11 @@ def test_up_is_idempotent_and_down_removes_charon_and_namespace(head: tuple[str,
     assert "10.9.0.1/32" in ip("-n", gateway.netns, "addr", "show", "lo").stdout
     # A lost PID file: down still finds charon in the namespace.
     pid = gateway.pid()
+    assert pid is not None
     gateway.pid_file.unlink()
     assert gateway.down()["changed"] is True
     assert gateway.netns not in list_netns()
-    assert not _running(pid)
+    assert not pid_running(pid)
     assert "cloud0" not in ip("-n", f"brl-{lab}-head", "link").stdout
     assert gateway.down()["changed"] is False
 
@@ -142,6 +143,3 @@ def test_up_needs_the_labs_head_namespace(tmp_path: Path) -> None:
         CloudGateway("brtnohead", tmp_path).up(config("brtnohead"))
 
 
-def _running(pid: int | None) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"

@@ -29,7 +29,7 @@ from bramble.lab import qemu_image
 from bramble.lab.plan import QemuSettings, build_plan
 from bramble.lab.qemu_node import QEMU, required_tools
 from bramble.lab.supervisor import QEMU_TRIES
-from bramble.labnet import ip, list_netns
+from bramble.labnet import ip, list_netns, pid_running
 from cluster_helpers import ROOT
 from integration.test_pi_image import built  # noqa: F401 - made only when the cache is empty
 
@@ -159,10 +159,11 @@ def test_the_qemu_node_joins_the_lab_registers_and_goes_with_it(lab: Lab, image:
 
 
 def _qemu_pid_is_gone(pid: int) -> bool:
-    """True when ``pid`` is no longer QEMU (a zombie or a reused PID)."""
+    """True when ``pid`` is no longer QEMU (gone, a zombie or a reused PID)."""
+    if not pid_running(pid):
+        return True
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
     except OSError:
         return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z" or Path(command.decode()).name != QEMU
+    return Path(command.decode()).name != QEMU

@@ -37,19 +37,16 @@ from bramble.lab import cloud, qemu_image, sizes
 from bramble.lab.plan import STATE_ROOT, LabPlan, QemuSettings, build_plan
 from bramble.lab.qemu_node import LAB_MAC, stop_pid_file
 from bramble.lab.supervisor import delete_networks, run
-from bramble.labnet import ip, list_netns
+from bramble.labnet import ip, list_netns, pid_running
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """``pid`` runs and is a lab supervisor (a reused PID is not)."""
+    if not pid_running(pid):
         return False
-    except PermissionError:
-        return True
     cmdline = Path(f"/proc/{pid}/cmdline")
     with contextlib.suppress(OSError):
         return b"bramble.lab" in cmdline.read_bytes()

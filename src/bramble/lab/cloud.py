@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bramble.lab.plan import STATE_ROOT
-from bramble.labnet import ip, list_netns
+from bramble.labnet import ip, list_netns, pid_running
 
 CHARON = "/usr/sbin/charon-systemd"
 SWANCTL = "/usr/sbin/swanctl"
@@ -350,10 +350,10 @@ class CloudGateway:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(pid_running(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         for pid in pids:
-            if _alive(pid):
+            if pid_running(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         if self.netns in list_netns():
@@ -369,17 +369,6 @@ class CloudGateway:
             with contextlib.suppress(FileNotFoundError):
                 (self.state / name).unlink()
         return {"changed": changed}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):
-        # A zombie has finished (its parent, the short-lived `up`, is gone).
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    return False
 
 
 def down(lab: str, state_root: Path = STATE_ROOT) -> dict[str, Any]:

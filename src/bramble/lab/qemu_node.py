@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bramble.labnet import ip, stop_process
+from bramble.labnet import ip, pid_running, stop_process
 
 #: UEFI firmware of Debian's qemu-efi-aarch64 package.
 FIRMWARE = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
@@ -182,9 +182,9 @@ def stop_pid_file(pid_file: Path, timeout: float = 10.0) -> bool:
         return False
     os.kill(pid, 15)
     deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if Path(f"/proc/{pid}").exists():
+    if pid_running(pid):
         os.kill(pid, 9)
     pid_file.unlink(missing_ok=True)
     return True
