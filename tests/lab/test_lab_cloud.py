@@ -141,5 +141,3 @@ def test_up_needs_the_labs_head_namespace(tmp_path: Path) -> None:
         pytest.skip("needs root (network namespaces)")
     with pytest.raises(RuntimeError, match="bring the lab up first"):
         CloudGateway("brtnohead", tmp_path).up(config("brtnohead"))
-
-
