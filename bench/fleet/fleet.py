@@ -383,6 +383,16 @@ class Workers:
 # --- figures ----------------------------------------------------------------------------------
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped on a full listen queue (TcpExt
+    ListenOverflows in /proc/net/netstat: this network namespace's, every program's)."""
+    lines = Path("/proc/net/netstat").read_text(encoding="ascii").splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
+    return 0
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     if not values:
         return float("nan")
@@ -569,11 +579,13 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         fleet.stop_server(kill=args.restart_signal == "kill", freeze=args.restart_freeze)
         stopped = time.time()
         time.sleep(outage)
+        overflows0 = listen_overflows()
         fleet.start_server()
         cpu0, agents0, wall0 = fleet.server_cpu(), workers.cpu(), time.monotonic()
         time.sleep(after)
         server_cpu, server_wall = fleet.server_cpu() - cpu0, time.monotonic() - wall0
         agents_cpu = workers.cpu() - agents0
+        overflows = listen_overflows() - overflows0
         result = workers.results(timeout=settle + outage + after + 5 + DRAIN_TIMEOUT + 300)
     finally:
         workers.stop()
@@ -612,6 +624,9 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         "restart_per_s": [
             sum(1 for t in back_times if second <= t < second + 1) for second in range(int(after))
         ],
+        # connections the kernel dropped because a listen queue was full (the machine's
+        # count: other programs' too), from the restart to the end of the window
+        "listen_overflows": overflows,
         "load": os.getloadavg()[0],
     }
     print(
@@ -623,7 +638,8 @@ def reregistration(args: argparse.Namespace, work: Path, size: int) -> dict[str,
         f"{figure['restart_max_s']:.2f} s; cold start: {100 * cold / size:.1f}%, p99 "
         f"{figure['cold_p99_s']:.2f} s; restarted server's CPU "
         f"{100 * figure['server_cpu_share']:.0f}% of a core over {server_wall:.0f} s (simulated "
-        f"agents {100 * figure['agents_cpu_share']:.0f}%); load {figure['load']:.1f}; "
+        f"agents {100 * figure['agents_cpu_share']:.0f}%); listen queue overflows "
+        f"{overflows}; load {figure['load']:.1f}; "
         f"registered per second after that beacon: {figure['restart_per_s']}",
         flush=True,
     )

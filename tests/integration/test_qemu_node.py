@@ -66,6 +66,9 @@ TOOLS = {
 }
 
 
+SSH_WAIT = 240.0  # s a booted machine's sshd may take to listen after its agent registered
+
+
 @dataclass
 class Machine:
     """One booted machine: its reservation, console and what it showed on the way."""
@@ -86,13 +89,23 @@ class Cluster:
     nodes: dict[str, Any]  # the server's registry by MAC, once all registered
 
     def ssh(self, machine: Machine, command: str) -> subprocess.CompletedProcess[str]:
-        """``command`` on ``machine`` as root over SSH from the head (the image's test key)."""
-        return self.net.run(self.head, [
-            "ssh", "-i", str(self.image.ssh_key), "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
-            f"root@{machine.address}", command,
-        ], timeout=120)  # fmt: skip
+        """``command`` on ``machine`` as root over SSH from the head (the image's test key).
+
+        The agent may register before sshd listens (on an emulated CPU under load, sshd's
+        start can come minutes after the agent's): a refused connection is tried again for
+        up to SSH_WAIT s."""
+        deadline = time.monotonic() + SSH_WAIT
+        while True:
+            result = self.net.run(self.head, [
+                "ssh", "-i", str(self.image.ssh_key), "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
+                f"root@{machine.address}", command,
+            ], timeout=120)  # fmt: skip
+            refused = result.returncode == 255 and "Connection refused" in result.stderr
+            if not refused or time.monotonic() > deadline:
+                return result
+            time.sleep(3)
 
 
 def _api(netns: str, path: str) -> Any:
