@@ -52,6 +52,8 @@ def _cache(tmp_path: Path, key: str) -> Path:
     entry = tmp_path / "cache" / key
     (entry / "root" / "etc").mkdir(parents=True)
     (entry / "root" / "etc" / "os-release").write_text(f"ID=debian\nKEY={key}\n")
+    (entry / "root" / "root" / ".ssh").mkdir(parents=True)  # the QEMU node test's key
+    (entry / "root" / "root" / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA test\n")
     (entry / "boot").mkdir()
     for name in qemu_image.BOOT_FILES:
         (entry / "boot" / name).write_text(f"{name} of {key}\n")
@@ -67,6 +69,9 @@ def test_the_image_is_copied_with_a_cmdline_naming_the_heads_export(tmp_path: Pa
     assert first["changed"] is True
     assert (srv / "root" / "etc" / "os-release").read_text().endswith("KEY=k1\n")
     assert (srv / "boot" / "vmlinuz").read_text() == "vmlinuz of k1\n"
+    # the test's SSH key stays in the cache, out of the lab's copy
+    assert not (srv / "root" / "root" / ".ssh" / "authorized_keys").exists()
+    assert (tmp_path / "cache" / "k1" / "root" / "root" / ".ssh" / "authorized_keys").exists()
     cmdline = (srv / "boot" / "cmdline.txt").read_text()
     assert "nfsroot=10.42.0.1:/srv/bramble/root,nfsvers=3,tcp" in cmdline
     assert cmdline.replace("10.42.0.1:/srv/bramble/root", "") == CMDLINE.replace(
@@ -77,6 +82,11 @@ def test_the_image_is_copied_with_a_cmdline_naming_the_heads_export(tmp_path: Pa
     assert qemu_image.install(srv, "10.42.0.1", tmp_path / "cache")["changed"] is False
     assert (srv / "root" / "etc" / "lab-written").exists()
     assert json.loads((srv / qemu_image.STAMP).read_text())["key"] == "k1"
+    # a copy made before the key was left out loses it on the next run
+    (srv / "root" / "root" / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA test\n")
+    assert qemu_image.install(srv, "10.42.0.1", tmp_path / "cache")["changed"] is True
+    assert not (srv / "root" / "root" / ".ssh" / "authorized_keys").exists()
+    assert (srv / "root" / "etc" / "lab-written").exists()
 
 
 def test_a_stand_in_root_is_replaced_and_a_missing_cache_says_how_to_make_it(

@@ -19,7 +19,7 @@ import yaml
 
 from bramble.lab import sizes
 from bramble.lab.cli import main
-from bramble.lab.plan import build_plan
+from bramble.lab.plan import QemuSettings, build_plan
 from bramble.model.cluster import load_cluster
 from cluster_helpers import ANSIBLE_TIMEOUT, BIN, INVENTORIES, ROOT
 
@@ -183,3 +183,12 @@ def test_the_cli_prints_the_inventory_and_refuses_clearly(
     assert capsys.readouterr().out.strip() == str(sizes.LAB_INVENTORY)
     assert main(["inventory", "--banks", "300", "--out", str(tmp_path / "big")]) == 1
     assert "at most 254 banks" in capsys.readouterr().err
+
+
+def test_the_largest_lab_has_no_bridge_port_left_for_the_qemu_node(tmp_path: Path) -> None:
+    made = sizes.write_inventory(60, 17, out=tmp_path / "lab60x17", name="lab60x17")
+    model = made.inventory / "cluster.yml"
+    plan = build_plan(model, made.name, tmp_path / "state")
+    assert plan.bridge_ports() == 1024  # 1,020 Pis, the head, devices, sound Pi, control leg
+    with pytest.raises(ValueError, match=r"1025 ports .*1020 Pis and the QEMU node.*QEMU node out"):
+        build_plan(model, made.name, tmp_path / "state", qemu=QemuSettings("qemu1"))

@@ -22,6 +22,10 @@ STATE_ROOT = Path("/run/bramble/lab")
 ADMIN_NETWORK = "192.168.42.0/24"
 
 
+#: A Linux bridge holds at most 1024 ports (BR_MAX_PORTS); every Pi has one on br-cluster.
+BRIDGE_PORTS = 1024
+
+
 @dataclass(frozen=True)
 class LabPi:
     """One simulated Pi: where it sits, its identity and its namespace."""
@@ -123,6 +127,11 @@ class LabPlan:
         return [self.cluster_netns, self.head_netns, self.devices_netns, *sound] + [
             pi.netns for pi in self.pis
         ]
+
+    def bridge_ports(self) -> int:
+        """Ports on the cluster bridge: one per namespace but the bridge's own, one for the
+        control leg, one for the QEMU node's tap."""
+        return len(self.namespaces) + (1 if self.qemu else 0)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -248,7 +257,7 @@ def build_plan(
             pid_file=str(state_dir / "qemu.pid"),
             console=str(state_dir / "qemu" / "console.log"),
         )
-    return LabPlan(
+    plan = LabPlan(
         name=name,
         prefix=prefix,
         state_dir=str(state_dir),
@@ -273,3 +282,11 @@ def build_plan(
         sound_address=str(sound.address) if sound else None,
         qemu=node,
     )
+    if plan.bridge_ports() > BRIDGE_PORTS:
+        raise ValueError(
+            f"the lab would need {plan.bridge_ports()} ports on its cluster bridge "
+            f"({len(pis)} Pis{' and the QEMU node' if node else ''}); a Linux bridge holds "
+            f"{BRIDGE_PORTS}: make the lab smaller"
+            + (" or leave the QEMU node out" if node else "")
+        )
+    return plan

@@ -5,10 +5,11 @@ which fetches Debian packages). ``tests/integration/qemu_image.py`` builds it on
 once (the image of test_pi_image with the pi_agent role applied) and keeps it under
 ``/var/cache/bramble/qemu-node/<key>/`` (``root``, ``boot``, a ``ready`` mark). ``install``
 copies the newest ready one into the head's /srv/bramble (the lab's state folder, mounted in
-the head): ``root`` (the export that nfs_root serves) and the kernel, initramfs and a
-``cmdline.txt`` naming that export in ``boot`` (dhcp_tftp's grub.cfg is made from it). The lab
-then writes its own agent configuration and secrets over the copy's (roles/lab, standin.yml),
-so the node's agent registers with the lab's server. Idempotent: a copy of the same key is kept.
+the head), without the test's SSH key: ``root`` (the export that nfs_root serves) and the
+kernel, initramfs and a ``cmdline.txt`` naming that export in ``boot`` (dhcp_tftp's grub.cfg
+is made from it). The lab then writes its own agent configuration and secrets over the copy's
+(roles/lab, standin.yml), so the node's agent registers with the lab's server. Idempotent: a
+copy of the same key is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ BOOT_FILES = ("vmlinuz", "initrd.img")
 #: Where the head exports the root (nfs_root_export_path).
 EXPORT = "/srv/bramble/root"
 STAMP = "qemu-image.json"
+#: What the cache's copy has for the QEMU node's own test and a lab's copy must not: that
+#: test's SSH key (root may log in with it).
+TEST_ONLY = ("root/.ssh/authorized_keys",)
 COPY_TIMEOUT = 30 * 60
 MAKE_IT = (
     "the QEMU node's image is made on this machine once, by the QEMU node's test (about 10 "
@@ -64,7 +68,8 @@ def install(srv: Path, head: str, cache: Path = CACHE, export: str = EXPORT) -> 
     except (OSError, ValueError):
         same = False
     if same and (root / "etc" / "os-release").exists():
-        return {"changed": False, **wanted, "root": str(root)}
+        removed = _remove_test_only(root)  # a copy made before they were left out
+        return {"changed": removed, **wanted, "root": str(root)}
     srv.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
     if root.exists():  # the stand-in, or a copy of an older image
@@ -76,6 +81,7 @@ def install(srv: Path, head: str, cache: Path = CACHE, export: str = EXPORT) -> 
         ["cp", "-a", "--reflink=auto", str(source / "root"), str(partial)],
         check=True, timeout=COPY_TIMEOUT,
     )  # fmt: skip
+    _remove_test_only(partial)
     partial.rename(root)
     boot.mkdir(parents=True, exist_ok=True)
     for name in BOOT_FILES:
@@ -84,3 +90,11 @@ def install(srv: Path, head: str, cache: Path = CACHE, export: str = EXPORT) -> 
     (boot / "cmdline.txt").write_text(nfs_cmdline(cmdline, head, export), encoding="utf-8")
     stamp.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
     return {"changed": True, **wanted, "root": str(root)}
+
+
+def _remove_test_only(root: Path) -> bool:
+    """Delete TEST_ONLY's files from a copy; whether there were any."""
+    found = [root / name for name in TEST_ONLY if (root / name).exists()]
+    for path in found:
+        path.unlink()
+    return bool(found)

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from bramble.lab.plan import build_plan
+from bramble.lab.plan import BRIDGE_PORTS, build_plan
 from bramble.model.cluster import MODEL_FILE, load_cluster
 from bramble.model.errors import ModelError
 
@@ -45,9 +45,8 @@ DEFAULT_BANKS = 2
 DEFAULT_BANK_SIZE = 4
 #: Where `make run LAB_BANKS=N LAB_BANK_SIZE=M` writes the copy (relative to the checkout).
 BUILD_DIR = Path("build")
-#: A Linux bridge holds at most 1024 ports; the cluster bridge also carries the head's, the
-#: devices', the sound Pi's and the control leg's.
-BRIDGE_PORTS = 1024
+#: The cluster bridge (at most BRIDGE_PORTS) also carries the head's, the devices', the sound
+#: Pi's and the control leg's ports.
 LAB_FIXED_PORTS = 4
 #: Banks of one controller pair: 4 on the relay board, 4 on the PDU (its outlet 5 is the switch's).
 RELAY_OUTLETS = 4
@@ -297,13 +296,10 @@ def _validate(model: dict[str, Any], text: str) -> None:
             raise SizeError(f"the scaled model is not valid:\n  {problems}")
         if len(cluster.pis) != model["banks"]["count"] * model["banks"]["size"]:
             raise SizeError("the scaled model does not hold the Pis asked for")
-        # Every namespace but the bridge's has one port on br-cluster; the control leg one more.
-        ports = len(build_plan(file, model["cluster"]["name"], Path(tmp)).namespaces)
-        if ports > BRIDGE_PORTS:
-            raise SizeError(
-                f"the lab would need {ports} ports on its cluster bridge; a Linux bridge holds "
-                f"{BRIDGE_PORTS}: make it smaller"
-            )
+        try:  # it also counts the cluster bridge's ports
+            build_plan(file, model["cluster"]["name"], Path(tmp))
+        except ValueError as exc:
+            raise SizeError(str(exc)) from None
 
 
 def write_inventory(
