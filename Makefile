@@ -99,13 +99,13 @@ molecule: venv-test images
 images: $(VENV)/.apt-test
 	tests/images/build
 
-# The QEMU node's image (the Pi image with the agent), made once on this machine by the QEMU
-# node's own test, which also proves that it boots (10-20 minutes the first time; cached under
-# /var/cache/bramble/qemu-node, which make run LAB_QEMU=1 copies into the lab's head).
 # The lab VPN's cloud-side gateway runs strongSwan on this machine (not needed without LAB_VPN).
 lab-vpn-deps:
 	$(call apt_install,$(APT_VPN))
 
+# The QEMU node's image (the Pi image with the agent), made once on this machine by the QEMU
+# node's own test, which also proves that it boots (10-20 minutes the first time; cached under
+# /var/cache/bramble/qemu-node, which make run LAB_QEMU=1 copies into the lab's head).
 lab-qemu-image:
 	@if ls /var/cache/bramble/qemu-node/*/ready >/dev/null 2>&1; then :; else \
 	  $(MAKE) venv-test images && $(BIN)/pytest -n 0 -q -p no:cacheprovider tests/integration/test_qemu_node.py; fi
